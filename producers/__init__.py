@@ -1,0 +1,1 @@
+"""What integrating systems use to publish: the event contract, the publisher, the simulator."""

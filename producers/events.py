@@ -1,0 +1,344 @@
+"""The event contract (CONTRACT §1): typed immutable events, validation and the JSON codec.
+
+Validation is hand-written rather than pydantic: it runs once per message on the worker's hot
+path, and every rejection must be one sentence naming the field and the rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+
+import orjson
+
+MAX_FUTURE = timedelta(minutes=10)
+ENTERPRISE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+RFC3339_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+)
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+STATUSES = ("suspended", "filed", "resumed")
+CATEGORIES = (
+    "funding",
+    "raw_materials",
+    "epidemic_supplies",
+    "labor",
+    "logistics",
+    "policy",
+    "other",
+)
+EVENT_TYPES = (
+    "enterprise_registered",
+    "status_changed",
+    "daily_report",
+    "appeal_opened",
+    "appeal_resolved",
+)
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; ``str(exc)`` names the field and the rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Fields common to every event."""
+
+    TYPE: ClassVar[str] = ""
+    event_id: str
+    enterprise_id: str
+    occurred_at: datetime
+    source: str
+    schema_version: int = 1
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class EnterpriseRegistered(Event):
+    TYPE: ClassVar[str] = "enterprise_registered"
+    name: str = ""
+    province: str = ""
+    city: str = ""
+    district: str = ""
+    sector: str = ""
+    above_scale: bool = False
+    key_enterprise: bool = False
+    employees: int = 0
+    normal_daily_output_value: float = 0.0
+    suppliers: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged(Event):
+    TYPE: ClassVar[str] = "status_changed"
+    status: str = "suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport(Event):
+    TYPE: ClassVar[str] = "daily_report"
+    report_date: date = date.min
+    staff_on_duty: int = 0
+    output_value: float = 0.0
+    planned_output_value: float | None = None
+    masks_in_stock: int | None = None
+    zero_report: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppealOpened(Event):
+    TYPE: ClassVar[str] = "appeal_opened"
+    appeal_id: str = ""
+    category: str = "other"
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppealResolved(Event):
+    TYPE: ClassVar[str] = "appeal_resolved"
+    appeal_id: str = ""
+
+
+AnyEvent = EnterpriseRegistered | StatusChanged | DailyReport | AppealOpened | AppealResolved
+
+
+# -- field checks: each raises InvalidEvent naming "<type>.<field>" ----------------------
+def _missing(where: str) -> InvalidEvent:
+    return InvalidEvent(f"{where} is required but missing")
+
+
+def _string(
+    d: dict[str, Any], key: str, where: str, lo: int = 1, hi: int = 64, default: str | None = None
+) -> str:
+    if key not in d:
+        if default is not None:
+            return default
+        raise _missing(where)
+    v = d[key]
+    if not isinstance(v, str):
+        raise InvalidEvent(f"{where} must be a string, got {_show(v)}")
+    if not lo <= len(v) <= hi:
+        raise InvalidEvent(f"{where} must be {lo}-{hi} characters long, got {len(v)}")
+    return v
+
+
+def _bool(d: dict[str, Any], key: str, where: str, default: bool | None = None) -> bool:
+    if key not in d:
+        if default is not None:
+            return default
+        raise _missing(where)
+    v = d[key]
+    if not isinstance(v, bool):
+        raise InvalidEvent(f"{where} must be true or false, got {_show(v)}")
+    return v
+
+
+def _count(d: dict[str, Any], key: str, where: str, optional: bool = False) -> int | None:
+    if key not in d or (optional and d[key] is None):
+        if optional:
+            return None
+        raise _missing(where)
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise InvalidEvent(f"{where} must be an integer >= 0, got {_show(v)}")
+    return v
+
+
+def _amount(d: dict[str, Any], key: str, where: str, optional: bool = False) -> float | None:
+    if key not in d or (optional and d[key] is None):
+        if optional:
+            return None
+        raise _missing(where)
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise InvalidEvent(f"{where} must be a number >= 0, got {_show(v)}")
+    return float(v)
+
+
+def _show(v: Any) -> str:
+    text = orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode() if _jsonable(v) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return False
+    return True
+
+
+def parse_timestamp(v: Any, where: str) -> datetime:
+    if not isinstance(v, str) or not RFC3339_RE.fullmatch(v):
+        raise InvalidEvent(
+            f"{where} must be an RFC 3339 timestamp with offset like "
+            f"2026-02-10T08:30:00+08:00, got {_show(v)}"
+        )
+    text = v.replace("z", "Z").replace("t", "T")
+    frac = re.search(r"\.(\d+)", text)
+    if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the finer digits
+        text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidEvent(f"{where} is not a valid date and time: {exc}, got {_show(v)}") from exc
+    return ts
+
+
+def _date(d: dict[str, Any], key: str, where: str) -> date:
+    if key not in d:
+        raise _missing(where)
+    v = d[key]
+    if not isinstance(v, str) or not DATE_RE.fullmatch(v):
+        raise InvalidEvent(f"{where} must be a date YYYY-MM-DD, got {_show(v)}")
+    try:
+        return date.fromisoformat(v)
+    except ValueError as exc:
+        raise InvalidEvent(f"{where} is not a valid date, got {_show(v)}") from exc
+
+
+def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
+    """Validate one decoded JSON value against CONTRACT §1 and build its typed event."""
+    if not isinstance(d, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {_show(d)}")
+    etype = d.get("type")
+    if "type" not in d:
+        raise _missing("type")
+    if etype not in EVENT_TYPES:
+        raise InvalidEvent(f"type must be one of {', '.join(EVENT_TYPES)}, got {_show(etype)}")
+    t = str(etype)
+    sv = d.get("schema_version", 1)
+    if isinstance(sv, bool) or sv != 1:
+        raise InvalidEvent(
+            f"{t}.schema_version must be 1 (the only supported version), got {_show(sv)}"
+        )
+    event_id = _string(d, "event_id", f"{t}.event_id", 1, 128)
+    eid = _string(d, "enterprise_id", f"{t}.enterprise_id", 1, 64)
+    if not ENTERPRISE_ID_RE.fullmatch(eid):
+        raise InvalidEvent(
+            f"{t}.enterprise_id may only contain letters, digits and . _ : -, got {_show(eid)}"
+        )
+    if "occurred_at" not in d:
+        raise _missing(f"{t}.occurred_at")
+    occurred_at = parse_timestamp(d["occurred_at"], f"{t}.occurred_at")
+    now = now or datetime.now(UTC)
+    if occurred_at - now > MAX_FUTURE:
+        raise InvalidEvent(
+            f"{t}.occurred_at is more than 10 minutes in the future "
+            f"({occurred_at.isoformat()} vs receiver clock {now.isoformat(timespec='seconds')})"
+        )
+    source = _string(d, "source", f"{t}.source", 1, 64)
+    common: dict[str, Any] = {
+        "event_id": event_id,
+        "enterprise_id": eid,
+        "occurred_at": occurred_at,
+        "source": source,
+    }
+
+    if t == "enterprise_registered":
+        suppliers = d.get("suppliers", [])
+        if not isinstance(suppliers, list):
+            raise InvalidEvent(
+                f"{t}.suppliers must be an array of enterprise ids, got {_show(suppliers)}"
+            )
+        for i, sup in enumerate(suppliers):
+            if not isinstance(sup, str) or not ENTERPRISE_ID_RE.fullmatch(sup):
+                raise InvalidEvent(
+                    f"{t}.suppliers[{i}] must be an enterprise id (1-64 of A-Za-z0-9._:-), "
+                    f"got {_show(sup)}"
+                )
+        return EnterpriseRegistered(
+            **common,
+            name=_string(d, "name", f"{t}.name", 0, 500),
+            province=_string(d, "province", f"{t}.province", 1, 200),
+            city=_string(d, "city", f"{t}.city", 1, 200),
+            district=_string(d, "district", f"{t}.district", 1, 200),
+            sector=_string(d, "sector", f"{t}.sector", 1, 200),
+            above_scale=_bool(d, "above_scale", f"{t}.above_scale"),
+            key_enterprise=_bool(d, "key_enterprise", f"{t}.key_enterprise", default=False),
+            employees=_count(d, "employees", f"{t}.employees") or 0,
+            normal_daily_output_value=_amount(
+                d, "normal_daily_output_value", f"{t}.normal_daily_output_value"
+            )
+            or 0.0,
+            suppliers=tuple(suppliers),
+        )
+    if t == "status_changed":
+        status = d.get("status")
+        if "status" not in d:
+            raise _missing(f"{t}.status")
+        if status not in STATUSES:
+            raise InvalidEvent(
+                f"{t}.status must be one of {', '.join(STATUSES)}, got {_show(status)}"
+            )
+        return StatusChanged(**common, status=str(status))
+    if t == "daily_report":
+        return DailyReport(
+            **common,
+            report_date=_date(d, "report_date", f"{t}.report_date"),
+            staff_on_duty=_count(d, "staff_on_duty", f"{t}.staff_on_duty") or 0,
+            output_value=_amount(d, "output_value", f"{t}.output_value") or 0.0,
+            planned_output_value=_amount(
+                d, "planned_output_value", f"{t}.planned_output_value", optional=True
+            ),
+            masks_in_stock=_count(d, "masks_in_stock", f"{t}.masks_in_stock", optional=True),
+            zero_report=_bool(d, "zero_report", f"{t}.zero_report", default=False),
+        )
+    if t == "appeal_opened":
+        category = d.get("category")
+        if "category" not in d:
+            raise _missing(f"{t}.category")
+        if category not in CATEGORIES:
+            raise InvalidEvent(
+                f"{t}.category must be one of {', '.join(CATEGORIES)}, got {_show(category)}"
+            )
+        return AppealOpened(
+            **common,
+            appeal_id=_string(d, "appeal_id", f"{t}.appeal_id", 1, 64),
+            category=str(category),
+            summary=_string(d, "summary", f"{t}.summary", 0, 2000, default=""),
+        )
+    return AppealResolved(**common, appeal_id=_string(d, "appeal_id", f"{t}.appeal_id", 1, 64))
+
+
+def decode(raw: bytes, now: datetime | None = None) -> AnyEvent:
+    """Bytes from Kafka -> a validated event, or InvalidEvent with the reason."""
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"message is not valid UTF-8 JSON: {exc}") from exc
+    return from_dict(d, now)
+
+
+def to_dict(ev: AnyEvent) -> dict[str, Any]:
+    """The JSON form of an event, as published."""
+    d: dict[str, Any] = {
+        "event_id": ev.event_id,
+        "type": ev.TYPE,
+        "enterprise_id": ev.enterprise_id,
+        "occurred_at": ev.occurred_at.isoformat(),
+        "source": ev.source,
+    }
+    for f in fields(ev):
+        name = f.name
+        if name in d or name == "schema_version":
+            continue
+        v = getattr(ev, name)
+        if isinstance(v, date):
+            v = v.isoformat()
+        elif isinstance(v, tuple):
+            v = list(v)
+        if v is None:
+            continue
+        d[name] = v
+    return d
+
+
+def encode(ev: AnyEvent) -> bytes:
+    return orjson.dumps(to_dict(ev))

@@ -1,0 +1,3 @@
+from resumewatch.cli import main
+
+main()

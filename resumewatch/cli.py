@@ -1,0 +1,177 @@
+"""The ``resumewatch`` command. Every default comes from Settings (env ``RESUMEWATCH_*``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resumewatch.settings import Settings
+from resumewatch.stack import Stack, StackError
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.ensure_object(dict)["settings"]  # type: ignore[no-any-return]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """resumewatch: rolling resumption-of-work metrics from Kafka into ClickHouse.
+
+    Configuration comes from environment variables RESUMEWATCH_<SETTING>; see
+    `resumewatch settings` for every one with its current value.
+    """
+    try:
+        ctx.ensure_object(dict)["settings"] = Settings()
+    except Exception as exc:  # noqa: BLE001 - show a configuration error as one sentence
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+@main.command("settings")
+@click.pass_context
+def show_settings(ctx: click.Context) -> None:
+    """Print every setting, its environment variable and current value."""
+    s = _settings(ctx)
+    for name, field in Settings.model_fields.items():
+        click.echo(f"RESUMEWATCH_{name.upper():<28} {getattr(s, name)!s:<24} {field.description}")
+
+
+# -- stack ---------------------------------------------------------------------------
+@main.group()
+def stack() -> None:
+    """Start, stop and inspect local Kafka and ClickHouse (state in RESUMEWATCH_STATE_DIR)."""
+
+
+@stack.command("up")
+@click.pass_context
+def stack_up(ctx: click.Context) -> None:
+    """Start Kafka (KRaft) and ClickHouse on loopback unless they already run."""
+    s = _settings(ctx)
+    try:
+        for line in Stack(s).up():
+            click.echo(line)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@stack.command("down")
+@click.pass_context
+def stack_down(ctx: click.Context) -> None:
+    """Stop what `stack up` and `demo` started (by pid), and nothing else."""
+    for line in Stack(_settings(ctx)).down():
+        click.echo(line)
+
+
+@stack.command("status")
+@click.pass_context
+def stack_status(ctx: click.Context) -> None:
+    """Show what runs where."""
+    for st in Stack(_settings(ctx)).status():
+        state = f"running (pid {st.pid})" if st.pid else "stopped"
+        click.echo(f"{st.name:<11} {state:<22} {st.address:<34} {st.log}")
+
+
+# -- setup and processes --------------------------------------------------------------
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create missing Kafka topics and the ClickHouse schema (idempotent)."""
+    from resumewatch.provision import ensure_schema, ensure_topics
+
+    s = _settings(ctx)
+    try:
+        created = ensure_topics(s)
+        n = ensure_schema(s)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"topics created: {', '.join(created) or 'none (all existed)'}")
+    click.echo(f"ClickHouse schema: {n} idempotent statements applied to {s.clickhouse_database}")
+
+
+@main.command()
+@click.option("--loglevel", default="info", show_default=True, help="Faust log level.")
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str) -> None:
+    """Run a Faust worker (start more with the same settings to share the partitions)."""
+    from faust import Worker
+
+    from streams.app import create_app
+
+    app = create_app(_settings(ctx))
+    Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+@main.command()
+@click.pass_context
+def sink(ctx: click.Context) -> None:
+    """Run the ClickHouse sink: output topics -> batched inserts -> offset commits."""
+    from sinks.runner import SinkRunner
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
+    SinkRunner(_settings(ctx)).run()
+
+
+# -- publishing ---------------------------------------------------------------------------
+@main.command()
+@click.option("--enterprises", default=300, show_default=True, help="Enterprises to simulate.")
+@click.option("--days", default=5, show_default=True, help="Days of history.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same events).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write NDJSON here instead of publishing to Kafka ('-' for stdout).",
+)
+@click.pass_context
+def simulate(ctx: click.Context, enterprises: int, days: int, seed: int, out: Path | None) -> None:
+    """Generate a simulated province and publish it (or write it as NDJSON)."""
+    from producers.events import encode
+    from producers.simulator import simulate as run
+
+    s = _settings(ctx)
+    sim = run(enterprises=enterprises, days=days, seed=seed, tz=s.timezone)
+    if out is not None:
+        stream = sys.stdout.buffer if str(out) == "-" else open(out, "wb")  # noqa: SIM115
+        with stream:
+            for ev in sim.events:
+                stream.write(encode(ev) + b"\n")
+        if str(out) != "-":
+            click.echo(f"wrote {len(sim.events)} events to {out}", err=True)
+        return
+    _publish_events(s, sim.events)
+
+
+def _publish_events(s: Settings, events: list[Any]) -> None:
+    from rich.progress import Progress
+
+    from producers.publisher import Publisher, PublishError
+
+    try:
+        with Publisher(s.kafka_bootstrap, s.input_topic) as pub, Progress(transient=True) as bar:
+            task = bar.add_task(f"publishing to {s.input_topic}", total=len(events))
+            result = pub.publish(events, progress=lambda n: bar.advance(task, n))
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"published {result.sent} events to {s.input_topic}, rejected {len(result.rejected)}"
+    )
+
+
+# -- demo -------------------------------------------------------------------------------
+@main.command()
+@click.option("--enterprises", default=300, show_default=True, help="Enterprises to simulate.")
+@click.option("--days", default=5, show_default=True, help="Days of history.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for results.")
+@click.pass_context
+def demo(ctx: click.Context, enterprises: int, days: int, timeout: float) -> None:
+    """Run everything: services, schema, worker, sink, a simulated province, the results."""
+    from resumewatch.demo import run_demo
+
+    try:
+        run_demo(_settings(ctx), enterprises=enterprises, days=days, timeout=timeout)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,61 @@
+"""Create what the pipeline needs before it runs: Kafka topics and the ClickHouse schema."""
+
+from __future__ import annotations
+
+from resumewatch.settings import Settings
+from resumewatch.stack.procs import StackError
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the contract and internal topics that are missing; returns the created ones."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    except KafkaError as exc:
+        raise StackError(
+            f"No Kafka broker answers at {settings.kafka_bootstrap}; run `resumewatch stack up`."
+        ) from exc
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            settings.input_topic,
+            settings.dlq_topic,
+            settings.contributions_topic,
+            settings.region_rows_topic,
+        ]
+        new = [
+            NewTopic(t, settings.partitions, settings.replication)
+            for t in wanted
+            if t not in existing
+        ]
+        created = []
+        for topic in new:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        described = admin.describe_topics([settings.input_topic])
+        have = len(described[0]["partitions"]) if described else settings.partitions
+        if have != settings.partitions:
+            raise StackError(
+                f"Topic {settings.input_topic} has {have} partitions but the pipeline is "
+                f"configured for {settings.partitions}; set RESUMEWATCH_PARTITIONS={have}."
+            )
+        return created
+    finally:
+        admin.close()
+
+
+def ensure_schema(settings: Settings) -> int:
+    from sinks.runner import clickhouse_client
+    from sinks.schema import migrate
+
+    client = clickhouse_client(settings)
+    try:
+        return migrate(client.execute, settings.clickhouse_database)
+    finally:
+        client.disconnect()

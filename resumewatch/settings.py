@@ -1,0 +1,97 @@
+"""The one settings object: every knob, with its env var ``RESUMEWATCH_<FIELD>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """resumewatch configuration; build it once in ``main()`` and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="RESUMEWATCH_", frozen=True, extra="ignore")
+
+    # --- local stack -------------------------------------------------------------------
+    state_dir: Path = Field(
+        default=Path(".state"),
+        description="Where the local stack keeps Kafka/ClickHouse data, logs, pid files and "
+        "the Maven cache of the Kafka broker.",
+    )
+    kafka_version: str = Field(
+        default="4.4.0",
+        description="Apache Kafka broker version fetched from Maven Central (kafka_2.13).",
+    )
+    kafka_port: int = Field(default=19092, description="Local Kafka broker port (loopback).")
+    kafka_controller_port: int = Field(
+        default=19093, description="Local KRaft controller port (loopback)."
+    )
+    kafka_heap: str = Field(default="768m", description="JVM heap (-Xmx) of the local broker.")
+    clickhouse_binary: str = Field(
+        default="",
+        description="ClickHouse server command; empty picks `clickhouse server` when a "
+        "`clickhouse` binary is on PATH, else Debian's `clickhouse-server`.",
+    )
+    clickhouse_http_port: int = Field(default=18123, description="Local ClickHouse HTTP port.")
+    clickhouse_interserver_port: int = Field(
+        default=19009, description="Local ClickHouse interserver port."
+    )
+
+    # --- services the pipeline talks to ------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:19092", description="Kafka bootstrap servers, comma separated."
+    )
+    clickhouse_host: str = Field(default="127.0.0.1", description="ClickHouse host.")
+    clickhouse_port: int = Field(default=19000, description="ClickHouse native TCP port.")
+    clickhouse_user: str = Field(default="default", description="ClickHouse user of the sink.")
+    clickhouse_password: str = Field(default="", description="Password of clickhouse_user.")
+    clickhouse_database: str = Field(default="resumewatch", description="ClickHouse database.")
+
+    # --- topics ----------------------------------------------------------------------
+    input_topic: str = Field(default="enterprise-status", description="Input topic (contract).")
+    dlq_topic: str = Field(
+        default="enterprise-status-dlq", description="Dead-letter topic (contract)."
+    )
+    internal_prefix: str = Field(
+        default="resumewatch",
+        description="Prefix of internal topics and the Faust app id; change it to run "
+        "independent pipelines on one cluster.",
+    )
+    partitions: int = Field(
+        default=4, description="Partitions of every topic the pipeline creates."
+    )
+    replication: int = Field(default=1, description="Replication factor of created topics.")
+
+    # --- semantics -------------------------------------------------------------------
+    timezone: str = Field(default="Asia/Shanghai", description="Time zone of local days.")
+    grace_days: int = Field(
+        default=31, description="How many days behind the newest event day an event may amend."
+    )
+
+    # --- worker and sink tuning --------------------------------------------------------
+    batch_max: int = Field(default=5000, description="Max events per worker batch.")
+    batch_seconds: float = Field(
+        default=0.2, description="Max seconds a worker batch waits to fill up."
+    )
+    sink_batch_max: int = Field(default=50000, description="Max rows per ClickHouse insert.")
+    sink_batch_seconds: float = Field(
+        default=0.5, description="Max seconds the sink waits to fill a ClickHouse insert."
+    )
+    worker_web_port: int = Field(default=16066, description="Faust worker web port (loopback).")
+
+    @property
+    def app_id(self) -> str:
+        return self.internal_prefix
+
+    @property
+    def contributions_topic(self) -> str:
+        return f"{self.internal_prefix}-contributions"
+
+    @property
+    def region_rows_topic(self) -> str:
+        return f"{self.internal_prefix}-region-metrics"
+
+    @property
+    def sink_group(self) -> str:
+        return f"{self.internal_prefix}-sink"

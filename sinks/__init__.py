@@ -1,0 +1,1 @@
+"""ClickHouse: schema migrations, the batched idempotent writer and the sink runner."""

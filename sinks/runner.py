@@ -1,0 +1,116 @@
+"""The sink runner: Kafka -> batched ClickHouse inserts -> offset commit.
+
+Offsets are committed only after ClickHouse acknowledged the insert. A crash in between
+re-inserts the same rows with the same versions, which ReplacingMergeTree folds into one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from resumewatch.settings import Settings
+from sinks.writer import (
+    DEAD_LETTER_COLUMNS,
+    REGION_COLUMNS,
+    Batcher,
+    ClickHouseSink,
+    Sink,
+    dead_letter_row,
+    region_row,
+)
+
+log = logging.getLogger("resumewatch.sink")
+
+
+def clickhouse_client(settings: Settings, database: str | None = None) -> Any:
+    from clickhouse_driver import Client
+
+    return Client(
+        settings.clickhouse_host,
+        port=settings.clickhouse_port,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password,
+        database=database or "default",
+        connect_timeout=5,
+        send_receive_timeout=60,
+    )
+
+
+def route(batcher: Batcher, settings: Settings, record: Any) -> None:
+    """Turn one Kafka record into a row of the table it belongs to."""
+    if record.topic == settings.region_rows_topic:
+        batcher.add("region_metrics", REGION_COLUMNS, region_row(record.value))
+    elif record.topic == settings.dlq_topic:
+        batcher.add(
+            "dead_letters",
+            DEAD_LETTER_COLUMNS,
+            dead_letter_row(record.key, record.value, record.headers or []),
+        )
+
+
+class SinkRunner:
+    def __init__(self, settings: Settings, sink: Sink | None = None) -> None:
+        self.s = settings
+        self.sink = sink or ClickHouseSink(
+            clickhouse_client(settings), settings.clickhouse_database
+        )
+        self.stopping = False
+
+    def _consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.s.kafka_bootstrap.split(","),
+            group_id=self.s.sink_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.s.sink_batch_max,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        consumer.subscribe([self.s.region_rows_topic, self.s.dlq_topic])
+        return consumer
+
+    def run(self, max_seconds: float | None = None) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        consumer = self._consumer()
+        batcher = Batcher(self.sink)
+        started = time.monotonic()
+        try:
+            while not self.stopping:
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                deadline = time.monotonic() + self.s.sink_batch_seconds
+                while len(batcher) < self.s.sink_batch_max and time.monotonic() < deadline:
+                    polled = consumer.poll(
+                        timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)),
+                        max_records=self.s.sink_batch_max - len(batcher),
+                    )
+                    for records in polled.values():
+                        for record in records:
+                            route(batcher, self.s, record)
+                if len(batcher):
+                    self._write_with_retry(batcher)
+                    consumer.commit()
+        finally:
+            consumer.close(autocommit=False)
+
+    def _write_with_retry(self, batcher: Batcher) -> None:
+        delay = 0.5
+        while True:
+            try:
+                written = batcher.flush()
+                log.info("inserted %s", written)
+                return
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: retry, keep the batch
+                if self.stopping:
+                    raise
+                log.warning("ClickHouse insert failed (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _stop(self) -> None:
+        self.stopping = True

@@ -1,0 +1,123 @@
+"""Sinks behind one small interface: ``add`` rows, ``flush`` them in one ``write``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import orjson
+
+REGION_COLUMNS = (
+    "day",
+    "level",
+    "province",
+    "city",
+    "district",
+    "sector",
+    "above_scale_only",
+    "enterprises",
+    "resumed",
+    "filed",
+    "suspended",
+    "resumption_rate",
+    "updated_at",
+    "version",
+)
+DEAD_LETTER_COLUMNS = (
+    "received_at",
+    "reason",
+    "raw",
+    "message_key",
+    "topic",
+    "partition",
+    "offset",
+)
+
+
+class Sink(Protocol):
+    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
+
+
+class Batcher:
+    """Collects rows per table and writes each table's rows in one insert."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.pending: dict[str, tuple[Sequence[str], list[tuple[Any, ...]]]] = {}
+
+    def add(self, table: str, columns: Sequence[str], row: tuple[Any, ...]) -> None:
+        self.pending.setdefault(table, (columns, []))[1].append(row)
+
+    def __len__(self) -> int:
+        return sum(len(rows) for _, rows in self.pending.values())
+
+    def flush(self) -> dict[str, int]:
+        written = {}
+        for table, (columns, rows) in self.pending.items():
+            if rows:
+                self.sink.write(table, columns, rows)
+                written[table] = len(rows)
+        self.pending.clear()
+        return written
+
+
+class MemorySink:
+    """In-memory twin of the ClickHouse sink, for unit tests."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[dict[str, Any]]] = {}
+        self.inserts: list[int] = []
+
+    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        self.tables.setdefault(table, []).extend(dict(zip(columns, r, strict=True)) for r in rows)
+        self.inserts.append(len(rows))
+
+
+class ClickHouseSink:
+    def __init__(self, client: Any, database: str) -> None:
+        self.client = client
+        self.database = database
+
+    def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        self.client.execute(
+            f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES",
+            rows,
+            types_check=False,
+        )
+
+
+def region_row(value: bytes) -> tuple[Any, ...]:
+    d = orjson.loads(value)
+    return (
+        date.fromisoformat(d["day"]),
+        d["level"],
+        d["province"],
+        d["city"],
+        d["district"],
+        d["sector"],
+        d["above_scale_only"],
+        d["enterprises"],
+        d["resumed"],
+        d["filed"],
+        d["suspended"],
+        d["resumption_rate"],
+        datetime.fromtimestamp(d["version"] / 1e9, UTC).replace(tzinfo=None),
+        d["version"],
+    )
+
+
+def dead_letter_row(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> tuple[Any, ...]:
+    h = {k: v.decode(errors="replace") for k, v in headers}
+    received = datetime.fromisoformat(h.get("received_at", datetime.now(UTC).isoformat()))
+    return (
+        received.astimezone(UTC).replace(tzinfo=None),
+        h.get("reason", "unknown"),
+        value or b"",
+        key or b"",
+        h.get("topic", ""),
+        int(h.get("partition", 0)),
+        int(h.get("offset", 0)),
+    )

@@ -1,0 +1,1 @@
+"""The Faust app: agents and tables around a pure aggregation core (streams.core)."""
