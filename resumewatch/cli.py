@@ -32,12 +32,23 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the table used in the README.")
 @click.pass_context
-def show_settings(ctx: click.Context) -> None:
+def show_settings(ctx: click.Context, markdown: bool) -> None:
     """Print every setting, its environment variable and current value."""
     s = _settings(ctx)
+    if markdown:
+        click.echo(settings_markdown())
+        return
     for name, field in Settings.model_fields.items():
         click.echo(f"RESUMEWATCH_{name.upper():<28} {getattr(s, name)!s:<24} {field.description}")
+
+
+def settings_markdown() -> str:
+    lines = ["| env var | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"| `RESUMEWATCH_{name.upper()}` | `{field.default}` | {field.description} |")
+    return "\n".join(lines)
 
 
 # -- stack ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ re-inserts the same rows with the same versions, which ReplacingMergeTree folds 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -52,6 +53,10 @@ def route(batcher: Batcher, settings: Settings, record: Any) -> None:
 
 
 class SinkRunner:
+    """Consumes the pipeline's output topics with aiokafka (group-managed, so several sinks
+    share the partitions) and writes ClickHouse inserts from a worker thread, keeping the
+    consumer's heartbeats going while an insert waits or retries."""
+
     def __init__(self, settings: Settings, sink: Sink | None = None) -> None:
         self.s = settings
         self.sink = sink or ClickHouseSink(
@@ -59,10 +64,19 @@ class SinkRunner:
         )
         self.stopping = False
 
-    def _consumer(self) -> Any:
-        from kafka import KafkaConsumer
+    def run(self, max_seconds: float | None = None) -> None:
+        asyncio.run(self._run(max_seconds))
 
-        consumer = KafkaConsumer(
+    async def _run(self, max_seconds: float | None) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import CommitFailedError
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop)
+        consumer = AIOKafkaConsumer(
+            self.s.region_rows_topic,
+            self.s.dlq_topic,
             bootstrap_servers=self.s.kafka_bootstrap.split(","),
             group_id=self.s.sink_group,
             enable_auto_commit=False,
@@ -70,13 +84,9 @@ class SinkRunner:
             max_poll_records=self.s.sink_batch_max,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            metadata_max_age_ms=5_000,
         )
-        consumer.subscribe([self.s.region_rows_topic, self.s.dlq_topic])
-        return consumer
-
-    def run(self, max_seconds: float | None = None) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self._stop())
-        consumer = self._consumer()
+        await consumer.start()
         batcher = Batcher(self.sink)
         started = time.monotonic()
         try:
@@ -84,19 +94,27 @@ class SinkRunner:
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     break
                 deadline = time.monotonic() + self.s.sink_batch_seconds
-                while len(batcher) < self.s.sink_batch_max and time.monotonic() < deadline:
-                    polled = consumer.poll(
-                        timeout_ms=max(1, int((deadline - time.monotonic()) * 1000)),
+                while len(batcher) < self.s.sink_batch_max and not self.stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    polled = await consumer.getmany(
+                        timeout_ms=max(1, int(left * 1000)),
                         max_records=self.s.sink_batch_max - len(batcher),
                     )
                     for records in polled.values():
                         for record in records:
                             route(batcher, self.s, record)
                 if len(batcher):
-                    self._write_with_retry(batcher)
-                    consumer.commit()
+                    await loop.run_in_executor(None, self._write_with_retry, batcher)
+                    try:
+                        await consumer.commit()
+                    except CommitFailedError as exc:
+                        # A rebalance moved the partitions: the new owner re-inserts the same
+                        # rows with the same versions, which FINAL folds into one.
+                        log.warning("offset commit after insert failed (%s)", exc)
         finally:
-            consumer.close(autocommit=False)
+            await consumer.stop()
 
     def _write_with_retry(self, batcher: Batcher) -> None:
         delay = 0.5

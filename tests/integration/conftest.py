@@ -1,0 +1,116 @@
+"""Integration fixtures: the real Kafka and ClickHouse of `resumewatch stack up`, and a
+pipeline (topics, database, worker and sink processes) unique to each test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resumewatch.provision import ensure_schema, ensure_topics
+from resumewatch.settings import Settings
+from resumewatch.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    settings = Settings()
+    # Starts Kafka and ClickHouse when they are not running yet (no-op otherwise).
+    Stack(settings).up()
+    return settings
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    env: dict[str, str]
+    logs: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, what: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{what}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "resumewatch", what],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def clickhouse(self) -> Any:
+        from sinks.runner import clickhouse_client
+
+        return clickhouse_client(self.settings, self.settings.clickhouse_database)
+
+    def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll until ``check()``; fail with the workers' log tails at the deadline."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            for p in self.procs:
+                assert p.poll() is None, f"a pipeline process exited: {self.log_tail()}"
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"timed out after {timeout:.0f} s waiting for {what}\n{self.log_tail()}"
+                )
+            time.sleep(0.3)
+
+    def log_tail(self) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            out.append(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            )
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
+    """Factory: a fresh set of topics and a fresh ClickHouse database for this test."""
+    made: list[Pipeline] = []
+
+    def make(partitions: int = 4, **overrides: Any) -> Pipeline:
+        uid = uuid.uuid4().hex[:10]
+        values = {
+            "input_topic": f"it-{uid}-enterprise-status",
+            "dlq_topic": f"it-{uid}-enterprise-status-dlq",
+            "internal_prefix": f"it-{uid}",
+            "clickhouse_database": f"it_{uid}",
+            "partitions": partitions,
+            "batch_seconds": 0.1,
+            "sink_batch_seconds": 0.2,
+            **overrides,
+        }
+        settings = base_settings.model_copy(update=values)
+        env = {f"RESUMEWATCH_{k.upper()}": str(getattr(settings, k)) for k in Settings.model_fields}
+        ensure_topics(settings)
+        ensure_schema(settings)
+        p = Pipeline(settings, env, tmp_path)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+        client = p.clickhouse()
+        client.execute(f"DROP DATABASE IF EXISTS {p.settings.clickhouse_database}")
+        client.disconnect()

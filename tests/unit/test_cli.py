@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from resumewatch.cli import main
+
+
+def test_help_lists_the_verbs() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for verb in ("demo", "stack", "worker", "sink", "simulate", "migrate"):
+        assert verb in result.output
+
+
+def test_settings_come_from_environment() -> None:
+    result = CliRunner().invoke(main, ["settings"], env={"RESUMEWATCH_KAFKA_PORT": "29092"})
+    assert result.exit_code == 0
+    assert "RESUMEWATCH_KAFKA_PORT" in result.output and "29092" in result.output
+
+
+def test_bad_setting_is_one_clear_line() -> None:
+    result = CliRunner().invoke(main, ["settings"], env={"RESUMEWATCH_PARTITIONS": "many"})
+    assert result.exit_code != 0
+    assert "invalid configuration" in result.output and "partitions" in result.output
+
+
+def test_simulate_writes_ndjson(tmp_path: object) -> None:
+    import pathlib
+
+    out = pathlib.Path(str(tmp_path)) / "ev.ndjson"
+    result = CliRunner().invoke(main, ["simulate", "--enterprises", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) >= 5
+
+
+def test_readme_configuration_table_is_current() -> None:
+    import pathlib
+
+    from resumewatch.cli import settings_markdown
+
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    assert settings_markdown() in readme, "regenerate with `resumewatch settings --markdown`"
