@@ -69,6 +69,24 @@ class Settings(BaseSettings):
         default=31, description="How many days behind the newest event day an event may amend."
     )
 
+    # --- HTTP gateway ------------------------------------------------------------------
+    gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway binds.")
+    gateway_port: int = Field(default=18080, description="Port of the HTTP gateway.")
+    gateway_tokens_file: Path = Field(
+        default=Path("gateway-tokens.yaml"),
+        description="YAML mapping of bearer token -> source name; an event's `source` must "
+        "equal its token's source.",
+    )
+    gateway_max_bytes: int = Field(
+        default=5 * 1024 * 1024, description="Largest request body the gateway accepts (bytes)."
+    )
+    gateway_max_events: int = Field(
+        default=10_000, description="Most events the gateway accepts in one request."
+    )
+    gateway_ack_timeout: float = Field(
+        default=30.0, description="Seconds the gateway waits for Kafka to acknowledge a request."
+    )
+
     # --- worker and sink tuning --------------------------------------------------------
     batch_max: int = Field(default=5000, description="Max events per worker batch.")
     batch_seconds: float = Field(
