@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from producers.events import AnyEvent, InvalidEvent, encode, from_dict
+from producers.events import AnyEvent, InvalidEvent, decode, encode, from_dict
 
 
 class PublishError(RuntimeError):
@@ -15,7 +16,7 @@ class PublishError(RuntimeError):
 
 @dataclass
 class Rejected:
-    index: int
+    index: int  # 0-based position for publish(), 1-based line number for publish_lines()
     error: str
 
 
@@ -23,16 +24,22 @@ class Rejected:
 class PublishResult:
     sent: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    duplicates: int = 0
 
 
 class Publisher:
     """kafka-python producer with acks=all, idempotence, lz4 and batching."""
 
-    def __init__(self, bootstrap: str, topic: str, **overrides: Any) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, producer: Any | None = None, **overrides: Any
+    ) -> None:
+        self.topic = topic
+        if producer is not None:  # an injected producer (tests, or a shared one)
+            self.producer = producer
+            return
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        self.topic = topic
         options: dict[str, Any] = {
             "bootstrap_servers": bootstrap.split(","),
             "acks": "all",
@@ -69,6 +76,39 @@ class Publisher:
                 result.rejected.append(Rejected(i, str(exc)))
                 continue
             send(self.topic, key=ev.enterprise_id.encode(), value=encode(ev))
+            result.sent += 1
+            if progress is not None:
+                progress(1)
+        self.flush()
+        return result
+
+    def publish_lines(
+        self,
+        lines: Iterable[bytes],
+        progress: Callable[[int], None] | None = None,
+        now: datetime | None = None,
+    ) -> PublishResult:
+        """Publish NDJSON lines: each is validated and, if valid, sent as the original bytes
+        (so unknown extra fields reach the raw record). Rejections carry 1-based line numbers;
+        an event_id seen earlier in the same input is counted as a duplicate and not sent."""
+        result = PublishResult()
+        seen: set[str] = set()
+        send = self.producer.send
+        topic = self.topic
+        for lineno, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ev = decode(line, now)
+            except InvalidEvent as exc:
+                result.rejected.append(Rejected(lineno, str(exc)))
+                continue
+            if ev.event_id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(ev.event_id)
+            send(topic, key=ev.enterprise_id.encode(), value=line)
             result.sent += 1
             if progress is not None:
                 progress(1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -128,41 +127,142 @@ def sink(ctx: click.Context) -> None:
 
 # -- publishing ---------------------------------------------------------------------------
 @main.command()
-@click.option("--enterprises", default=300, show_default=True, help="Enterprises to simulate.")
-@click.option("--days", default=5, show_default=True, help="Days of history.")
+@click.option("--enterprises", default=3000, show_default=True, help="Enterprises to simulate.")
+@click.option("--days", default=21, show_default=True, help="Days of history.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same events).")
 @click.option(
+    "--bad-share", default=0.0, show_default=True, help="Share of contract-breaking messages."
+)
+@click.option(
+    "--duplicate-share", default=0.0, show_default=True, help="Share of re-sent messages."
+)
+@click.option("--late-share", default=0.0, show_default=True, help="Share of too-late messages.")
+@click.option("--disorder", default=200, show_default=True, help="Shuffle window (messages).")
+@click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, allow_dash=True),
     default=None,
-    help="Write NDJSON here instead of publishing to Kafka ('-' for stdout).",
+    help="Write NDJSON to this file ('-' for stdout) instead of publishing to the input topic.",
 )
 @click.pass_context
-def simulate(ctx: click.Context, enterprises: int, days: int, seed: int, out: Path | None) -> None:
-    """Generate a simulated province and publish it (or write it as NDJSON)."""
-    from producers.events import encode
-    from producers.simulator import simulate as run
+def simulate(
+    ctx: click.Context,
+    enterprises: int,
+    days: int,
+    seed: int,
+    bad_share: float,
+    duplicate_share: float,
+    late_share: float,
+    disorder: int,
+    out: str | None,
+) -> None:
+    """Generate a simulated province and publish it to Kafka (or write it as NDJSON).
+
+    Bad messages are sent as they are, so they exercise the dead-letter path.
+    """
+    from producers.simulator import SimConfig, Summary, stream
 
     s = _settings(ctx)
-    sim = run(enterprises=enterprises, days=days, seed=seed, tz=s.timezone)
-    if out is not None:
-        stream = sys.stdout.buffer if str(out) == "-" else open(out, "wb")  # noqa: SIM115
-        with stream:
-            for ev in sim.events:
-                stream.write(encode(ev) + b"\n")
-        if str(out) != "-":
-            click.echo(f"wrote {len(sim.events)} events to {out}", err=True)
-        return
-    _publish_events(s, sim.events)
+    cfg = SimConfig(
+        enterprises=enterprises,
+        days=days,
+        seed=seed,
+        tz=s.timezone,
+        bad_share=bad_share,
+        duplicate_share=duplicate_share,
+        late_share=late_share,
+        disorder=disorder,
+    )
+    summary = Summary()
+    with _progress(out == "-") as bar:
+        task = bar.add_task("simulating", total=None)
+        if out is not None:
+            sink = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+            with sink:
+                for rec in stream(cfg, summary):
+                    sink.write(rec.value + b"\n")
+                    bar.advance(task)
+        else:
+            from producers.publisher import Publisher, PublishError
+
+            try:
+                with Publisher(s.kafka_bootstrap, s.input_topic) as pub:
+                    for rec in stream(cfg, summary):
+                        pub.send_raw(rec.key, rec.value)
+                        bar.advance(task)
+                    pub.flush()
+            except PublishError as exc:
+                raise click.ClickException(str(exc)) from exc
+    where = "stdout" if out == "-" else (out or f"topic {s.input_topic}")
+    counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+    click.echo(f"{sum(summary.counts.values())} messages to {where} ({counts})", err=True)
+
+
+def _progress(quiet: bool) -> Any:
+    """A progress display on stderr with count, rate and elapsed time (totals optional)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}"),
+        Rate(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"), default="-")
+@click.pass_context
+def publish(ctx: click.Context, file: Any) -> None:
+    """Validate and publish NDJSON events (one per line) from FILE, or '-' for stdin.
+
+    Invalid lines are not sent; the summary lists them with line numbers and reasons. An
+    event_id repeated within the input is counted as a duplicate and sent once.
+    """
+    from producers.publisher import Publisher, PublishError
+
+    s = _settings(ctx)
+    try:
+        with Publisher(s.kafka_bootstrap, s.input_topic) as pub, _progress(False) as bar:
+            task = bar.add_task(f"publishing to {s.input_topic}", total=None)
+            result = pub.publish_lines(file, progress=lambda n: bar.advance(task, n))
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"sent {result.sent}, rejected {len(result.rejected)}, duplicates {result.duplicates}"
+    )
+    for r in result.rejected[:50]:
+        click.echo(f"  line {r.index}: {r.error}")
+    if len(result.rejected) > 50:
+        click.echo(f"  ... and {len(result.rejected) - 50} more")
+    if result.rejected:
+        ctx.exit(1)
 
 
 def _publish_events(s: Settings, events: list[Any]) -> None:
-    from rich.progress import Progress
-
     from producers.publisher import Publisher, PublishError
 
     try:
-        with Publisher(s.kafka_bootstrap, s.input_topic) as pub, Progress(transient=True) as bar:
+        with Publisher(s.kafka_bootstrap, s.input_topic) as pub, _progress(False) as bar:
             task = bar.add_task(f"publishing to {s.input_topic}", total=len(events))
             result = pub.publish(events, progress=lambda n: bar.advance(task, n))
     except PublishError as exc:

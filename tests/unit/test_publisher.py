@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from producers.publisher import Publisher
+from producers.simulator import SimConfig, Summary, simulate, stream
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.flushed = 0
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, key, value))
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushed += 1
+
+    def close(self) -> None:
+        pass
+
+
+def _line(**kw: Any) -> bytes:
+    d = {
+        "event_id": "e1",
+        "type": "status_changed",
+        "enterprise_id": "E1",
+        "source": "s",
+        "occurred_at": "2020-02-10T08:00:00+08:00",
+        "status": "filed",
+    }
+    d.update(kw)
+    return orjson.dumps(d)
+
+
+def test_publish_lines_validates_counts_and_keeps_original_bytes() -> None:
+    fake = FakeProducer()
+    pub = Publisher("unused:1", "topic", producer=fake)
+    lines = [
+        _line(extra_field="kept"),
+        b"",
+        _line(event_id="e2", status="closed"),
+        _line(),  # the same event_id again
+        b"{oops",
+        _line(event_id="e3", enterprise_id="E2"),
+    ]
+    result = pub.publish_lines(lines)
+    assert result.sent == 2 and result.duplicates == 1
+    assert [r.index for r in result.rejected] == [3, 5]  # 1-based line numbers
+    assert result.rejected[0].error.startswith("status_changed.status must be one of")
+    assert result.rejected[1].error.startswith("message is not valid UTF-8 JSON")
+    assert fake.sent[0] == ("topic", b"E1", lines[0])  # unknown fields reach Kafka as sent
+    assert fake.sent[1][1] == b"E2"
+    assert fake.flushed == 1
+
+
+def test_publish_returns_invalid_events_unsent() -> None:
+    fake = FakeProducer()
+    result = Publisher("unused:1", "t", producer=fake).publish(
+        [orjson.loads(_line()), {"type": "status_changed"}]
+    )
+    assert result.sent == 1
+    assert result.rejected[0].index == 1
+    assert "event_id is required" in result.rejected[0].error
+
+
+def test_simulator_is_reproducible_and_counts_its_kinds() -> None:
+    cfg = SimConfig(
+        enterprises=200, days=6, seed=3, bad_share=0.05, duplicate_share=0.05, late_share=0.02
+    )
+    s1, s2 = Summary(), Summary()
+    a = [r.value for r in stream(cfg, s1)]
+    b = [r.value for r in stream(cfg, s2)]
+    assert a == b and s1.counts == s2.counts
+    assert all(s1.counts[k] > 0 for k in ("valid", "duplicate", "bad", "late"))
+    assert sum(s1.counts.values()) == len(a)
+
+
+def test_simulated_events_are_all_valid_and_cover_every_type() -> None:
+    sim = simulate(enterprises=300, days=8, seed=1)
+    types = {e.type for e in sim.events}
+    assert types == {
+        "enterprise_registered",
+        "status_changed",
+        "daily_report",
+        "appeal_opened",
+        "appeal_resolved",
+    }
+    assert any(getattr(e, "zero_report", False) for e in sim.events)
+    assert any(getattr(e, "suppliers", ()) for e in sim.events)
+    assert sum(v[0] for v in sim.final_district.values()) == 300
