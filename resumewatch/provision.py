@@ -25,6 +25,7 @@ def ensure_topics(settings: Settings) -> list[str]:
             settings.dlq_topic,
             settings.contributions_topic,
             settings.region_rows_topic,
+            settings.rollup_topic,
         ]
         new = [
             NewTopic(t, settings.partitions, settings.replication)

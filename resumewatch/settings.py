@@ -111,5 +111,9 @@ class Settings(BaseSettings):
         return f"{self.internal_prefix}-region-metrics"
 
     @property
+    def rollup_topic(self) -> str:
+        return f"{self.internal_prefix}-rollup"
+
+    @property
     def sink_group(self) -> str:
         return f"{self.internal_prefix}-sink"

@@ -8,31 +8,10 @@ from typing import Any, Protocol
 
 import orjson
 
-REGION_COLUMNS = (
-    "day",
-    "level",
-    "province",
-    "city",
-    "district",
-    "sector",
-    "above_scale_only",
-    "enterprises",
-    "resumed",
-    "filed",
-    "suspended",
-    "resumption_rate",
-    "updated_at",
-    "version",
-)
-DEAD_LETTER_COLUMNS = (
-    "received_at",
-    "reason",
-    "raw",
-    "message_key",
-    "topic",
-    "partition",
-    "offset",
-)
+from sinks.schema import DEAD_LETTERS, REGION_METRICS
+
+REGION_COLUMNS = REGION_METRICS.column_names
+DEAD_LETTER_COLUMNS = DEAD_LETTERS.column_names
 
 
 class Sink(Protocol):
@@ -89,22 +68,9 @@ class ClickHouseSink:
 
 def region_row(value: bytes) -> tuple[Any, ...]:
     d = orjson.loads(value)
-    return (
-        date.fromisoformat(d["day"]),
-        d["level"],
-        d["province"],
-        d["city"],
-        d["district"],
-        d["sector"],
-        d["above_scale_only"],
-        d["enterprises"],
-        d["resumed"],
-        d["filed"],
-        d["suspended"],
-        d["resumption_rate"],
-        datetime.fromtimestamp(d["version"] / 1e9, UTC).replace(tzinfo=None),
-        d["version"],
-    )
+    d["day"] = date.fromisoformat(d["day"])
+    d["updated_at"] = datetime.fromtimestamp(d["version"] / 1e9, UTC).replace(tzinfo=None)
+    return tuple(d[c] for c in REGION_COLUMNS)
 
 
 def dead_letter_row(

@@ -1,13 +1,14 @@
-"""The Faust app factory: topics, tables and the two agents.
+"""The Faust app factory: topics, tables and the three agents.
 
-enterprise_agent  enterprise-status (key enterprise_id)
-                  -> per-enterprise state table, dead letters, contributions per region
-region_agent      contributions (key region) -> per-region state table -> region rows topic
+enterprise_agent  enterprise-status (key enterprise_id) -> per-enterprise state,
+                  dead letters, contributions per district
+district_agent    contributions (key district) -> district sums -> district rows, rollups
+rollup_agent      rollup (key city / province) -> sums of district rows -> city, province rows
 
-Both agents work in batches (``take_events``) and write each changed table key once per batch
-to its changelog, then flush the producer before the batch's offsets are acknowledged: a crash
-replays the batch, and every state update is an idempotent replacement, so nothing is counted
-twice.
+Agents work in batches (``take_events``), write each changed table key once per batch to its
+changelog, and wait for every produced record to be acknowledged before the batch's offsets
+are acknowledged: a crash replays the batch, and every state update is an idempotent
+replacement, so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import faust
 
 from resumewatch.settings import Settings
-from streams.processing import EnterpriseProcessor, Out, RegionProcessor
+from streams.processing import DistrictProcessor, EnterpriseProcessor, Out, RollupProcessor
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -41,32 +42,40 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
-    source = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
-    contributions = app.topic(
-        settings.contributions_topic,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        internal=True,
-    )
-    # Declared so that Faust creates it when missing; records go out through ``_send_all``.
-    app.topic(
-        settings.region_rows_topic,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        internal=True,
-    )
+
+    def topic(name: str, internal: bool = False) -> Any:
+        if internal:
+            return app.topic(
+                name,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.partitions,
+                internal=True,
+            )
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    source = topic(settings.input_topic)
+    contributions = topic(settings.contributions_topic, internal=True)
+    rollup = topic(settings.rollup_topic, internal=True)
+    topic(settings.region_rows_topic, internal=True)  # declared so Faust creates it if missing
+
     # Keys and values are bytes (orjson) through the app-wide raw serializers.
-    enterprises = app.Table(
-        "enterprises", partitions=settings.partitions, key_type=bytes, value_type=bytes
-    )
-    regions = app.Table("regions", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    def table(name: str) -> Any:
+        return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
-    ent = EnterpriseProcessor(settings, enterprises)
-    reg = RegionProcessor(settings, regions)
+    ent = EnterpriseProcessor(settings, table("enterprises"))
+    dist = DistrictProcessor(settings, table("districts"))
+    roll = RollupProcessor(settings, table("rollups"))
 
-    async def _send_all(records: list[Out]) -> None:
+    async def forget_aggregates(*_: Any, **__: Any) -> None:
+        # Partitions moved: rebuild the in-memory sums from the (recovered) tables on next use.
+        dist.reset()
+        roll.reset()
+
+    app.on_partitions_revoked.connect(forget_aggregates)
+    app.on_partitions_assigned.connect(forget_aggregates)
+
+    async def send_all(records: list[Out]) -> None:
         # Straight to the driver (Faust's own buffer sends one message at a time), then wait
         # for every acknowledgement before the batch's offsets may be committed.
         send = app.producer.send
@@ -76,16 +85,18 @@ def create_app(settings: Settings) -> faust.App:
         if pending:
             await asyncio.gather(*pending)
 
-    @app.agent(source, name="enterprise_agent")
-    async def enterprise_agent(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            await _send_all(ent.process(events))
+    def agent(channel: Any, name: str, processor: Any) -> None:
+        async def run(stream: Any) -> None:
+            async for events in stream.take_events(
+                settings.batch_max, within=settings.batch_seconds
+            ):
+                await send_all(processor.process(events))
 
-    @app.agent(contributions, name="region_agent")
-    async def region_agent(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            await _send_all(reg.process(events))
+        app.agent(channel, name=name)(run)
 
+    agent(source, "enterprise_agent", ent)
+    agent(contributions, "district_agent", dist)
+    agent(rollup, "rollup_agent", roll)
     return app
 
 

@@ -1,9 +1,15 @@
-"""Batch handlers of the agents: move data between Kafka, tables and the pure core."""
+"""Batch handlers of the agents: move data between Kafka records, tables and the pure core.
+
+Each handler takes a batch of Faust events and returns the records to produce (changelog
+writes included); the agent sends them and waits for every acknowledgement before the batch's
+source offsets may be committed. A crash replays the batch; since every state change is a
+replacement (event ids, versions, per-key values), the replay changes nothing.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,14 +19,21 @@ import orjson
 
 from producers.events import InvalidEvent, decode
 from resumewatch.settings import Settings
-from streams import core
+from streams import enterprise
+from streams.core import day_text, event_day, parents, stable_partition
+from streams.regions import DistrictAgg, RollupAgg
 
 CLOCK = b"\x00clock"
+KEY_SEP = "\x1e"  # joins the parts of a table key (region names never contain it)
+
+
+def _clock_key(partition: int) -> bytes:
+    return CLOCK + str(partition).encode()
 
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """One record to produce; agents send a batch's records and await them all."""
+    """One record to produce."""
 
     topic: str
     key: bytes | None
@@ -29,11 +42,7 @@ class Out:
     headers: list[tuple[str, bytes]] | None = None
 
 
-def _clock_key(partition: int) -> bytes:
-    return CLOCK + str(partition).encode()
-
-
-class _TableState:
+class TableState:
     """A Faust table used as a changelog-backed dict of orjson values, written once a batch."""
 
     def __init__(self, table: Any) -> None:
@@ -57,46 +66,61 @@ class _TableState:
     def changelog(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
 
-    def all_keys(self) -> list[bytes]:
-        return list(self.table.data.keys())
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        yield from list(self.table.data.items())
+
+
+class _Clocks:
+    """The newest event day per partition, persisted in the partition's own table."""
+
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+        self.values: dict[int, int] = {}
+        self.advanced: dict[int, int] = {}  # partition -> value before this batch
+
+    def get(self, p: int) -> int:
+        if p not in self.values:
+            self.values[p] = self.state.get(_clock_key(p)) or 0
+        return self.values[p]
+
+    def advance(self, p: int, day: int) -> None:
+        before = self.get(p)
+        if day > before:
+            self.advanced.setdefault(p, before)
+            self.values[p] = day
+
+    def save(self, out: list[Out]) -> None:
+        for p in self.advanced:
+            self.state.put(p, _clock_key(p), self.values[p], out)
 
 
 class EnterpriseProcessor:
+    """enterprise-status (key enterprise_id) -> per-enterprise state -> district contributions."""
+
     def __init__(self, settings: Settings, table: Any) -> None:
         self.s = settings
         self.tz = ZoneInfo(settings.timezone)
-        self.state = _TableState(table)
+        self.state = TableState(table)
 
     def _dead_letter(self, out: list[Out], event: Any, reason: str) -> None:
         msg = event.message
-        out.append(
-            Out(
-                self.s.dlq_topic,
-                msg.key,
-                msg.value,
-                None,
-                [
-                    ("reason", reason.encode()),
-                    ("received_at", datetime.now(UTC).isoformat().encode()),
-                    ("topic", msg.topic.encode()),
-                    ("partition", str(msg.partition).encode()),
-                    ("offset", str(msg.offset).encode()),
-                ],
-            )
-        )
+        headers = [
+            ("reason", reason.encode()),
+            ("received_at", datetime.now(UTC).isoformat().encode()),
+            ("topic", msg.topic.encode()),
+            ("partition", str(msg.partition).encode()),
+            ("offset", str(msg.offset).encode()),
+        ]
+        out.append(Out(self.s.dlq_topic, msg.key, msg.value, None, headers))
 
     def process(self, events: Sequence[Any]) -> list[Out]:
-        """Apply a batch of input messages; returns every record to produce."""
         out: list[Out] = []
         now = datetime.now(UTC)
         touched: dict[str, tuple[int, dict[str, Any]]] = {}
-        clocks: dict[int, int] = {}
-        advanced: set[int] = set()
+        clocks = _Clocks(self.state)
         for event in events:
             msg = event.message
             p = msg.partition
-            if p not in clocks:
-                clocks[p] = self.state.get(_clock_key(p)) or 0
             raw = msg.value if msg.value is not None else b""
             try:
                 ev = decode(raw, now)
@@ -111,113 +135,180 @@ class EnterpriseProcessor:
                     f"{msg.key!r}; the key must be the enterprise_id",
                 )
                 continue
-            day = core.event_day(ev, self.tz)
-            if clocks[p] and day < clocks[p] - self.s.grace_days:
+            day = event_day(ev, self.tz)
+            newest = clocks.get(p)
+            if newest and day < newest - self.s.grace_days:
                 self._dead_letter(
                     out,
                     event,
-                    f"too late: {ev.type} affects {core.day_text(day)}, more than "
-                    f"{self.s.grace_days} days before the newest event day "
-                    f"{core.day_text(clocks[p])}",
+                    f"too late: {ev.type} affects {day_text(day)}, more than "
+                    f"{self.s.grace_days} days before the newest event day {day_text(newest)}",
                 )
                 continue
             entry = touched.get(ev.enterprise_id)
             if entry is None:
-                st = self.state.get(ev.enterprise_id.encode()) or core.new_enterprise_state()
+                st = self.state.get(ev.enterprise_id.encode()) or enterprise.new_state()
                 entry = touched[ev.enterprise_id] = (p, st)
-            core.apply_event(entry[1], ev, self.tz)
-            if day > clocks[p]:
-                clocks[p] = day
-                advanced.add(p)
+            enterprise.apply_event(entry[1], ev, self.tz)
+            clocks.advance(p, day)
+
         n = self.s.partitions
+        # Even a duplicate re-sends the enterprise's contributions: if a crash lost them after
+        # the state was saved, this is how they get through; downstream, they replace.
         for eid, (p, st) in touched.items():
-            contrib = core.contributions(core.timeline(st))
-            keys = set(contrib) | set(st["regions"])
-            for key in sorted(keys):
+            contrib = enterprise.contributions(st, enterprise.timeline(st))
+            for key in sorted(set(contrib) | set(st["districts"])):
+                body = {"e": eid, "q": st["seq"], "c": contrib.get(key, {"s": [], "r": []})}
                 out.append(
                     Out(
                         self.s.contributions_topic,
                         key.encode(),
-                        orjson.dumps(
-                            {"e": eid, "q": st["seq"], "s": contrib.get(key, []), "n": clocks[p]}
-                        ),
-                        core.stable_partition(key, n),
+                        orjson.dumps(body),
+                        stable_partition(key, n),
                     )
                 )
-            st["regions"] = sorted(contrib)
+            st["districts"] = sorted(contrib)
             self.state.put(p, eid.encode(), st, out)
-        for p in advanced:
-            self.state.put(p, _clock_key(p), clocks[p], out)
-            tick = orjson.dumps({"tick": clocks[p]})
+        clocks.save(out)
+        for p in clocks.advanced:
+            tick = orjson.dumps({"tick": clocks.values[p]})
             for q in range(n):
                 out.append(Out(self.s.contributions_topic, b"\x00tick", tick, q))
         return out
 
 
-class RegionProcessor:
+class _Lazy:
+    """In-memory aggregates rebuilt from the table once per partition after (re)assignment."""
+
+    def __init__(self, state: TableState, partitions: int) -> None:
+        self.state = state
+        self.partitions = partitions
+        self.built: set[int] = set()
+
+    def reset(self) -> None:
+        self.built.clear()
+
+    def ensure(self, p: int) -> None:
+        if p in self.built:
+            return
+        self.drop(p)
+        for raw_key, raw in self.state.items():
+            if raw_key.startswith(CLOCK):
+                continue
+            parts = raw_key.decode().split(KEY_SEP)
+            if stable_partition(parts[0], self.partitions) == p:
+                self.load(parts, orjson.loads(raw))
+        self.built.add(p)
+
+    def drop(self, p: int) -> None:
+        raise NotImplementedError
+
+    def load(self, parts: list[str], value: Any) -> None:
+        raise NotImplementedError
+
+
+class DistrictProcessor(_Lazy):
+    """contributions (key district) -> DistrictAgg -> district rows and rollup updates."""
+
     def __init__(self, settings: Settings, table: Any) -> None:
+        super().__init__(TableState(table), settings.partitions)
         self.s = settings
-        self.state = _TableState(table)
+        self.aggs: dict[str, DistrictAgg] = {}
+
+    def drop(self, p: int) -> None:
+        for key in [k for k in self.aggs if stable_partition(k, self.partitions) == p]:
+            del self.aggs[key]
+
+    def load(self, parts: list[str], value: Any) -> None:
+        district, eid = parts
+        self.aggs.setdefault(district, DistrictAgg(district)).replace(eid, value[0], value[1])
 
     def process(self, events: Sequence[Any]) -> list[Out]:
-        """Merge a batch of contributions and ticks; returns every record to produce."""
         out: list[Out] = []
-        changed: dict[str, tuple[int, dict[str, Any], int]] = {}
-        clocks: dict[int, int] = {}
-        ticked: set[int] = set()
-
-        def load(key: str, p: int) -> tuple[int, dict[str, Any], int]:
-            entry = changed.get(key)
-            if entry is None:
-                region = self.state.get(key.encode()) or core.new_region_state()
-                entry = (p, region, 1 << 30)
-            return entry
-
+        clocks = _Clocks(self.state)
+        changed: dict[str, int] = {}  # district -> first day to emit
         for event in events:
             msg = event.message
             p = msg.partition
-            if p not in clocks:
-                clocks[p] = self.state.get(_clock_key(p)) or 0
+            self.ensure(p)
             body = orjson.loads(msg.value)
             if "tick" in body:
-                if body["tick"] > clocks[p]:
-                    clocks[p] = body["tick"]
-                    ticked.add(p)
+                clocks.advance(p, body["tick"])
                 continue
             key = msg.key.decode()
-            p_, region, from_day = load(key, p)
-            if body["n"] > clocks[p]:
-                clocks[p] = body["n"]
-                ticked.add(p)
-            first = core.merge_contribution(region, body["e"], body["q"], body["s"])
+            agg = self.aggs.get(key)
+            if agg is None:
+                agg = self.aggs[key] = DistrictAgg(key)
+            eid, seq, contrib = body["e"], body["q"], body["c"]
+            old = agg.members.get(eid)
+            if not agg.replace(eid, seq, contrib):
+                continue  # a stale copy of an older version
+            first = enterprise.affected_from(old[1] if old else None, contrib)
             if first is not None:
-                from_day = min(from_day, first)
-            changed[key] = (p_, region, from_day)
-
-        # Extend every region of a partition whose clock moved to the new newest day.
-        for p in ticked:
-            self.state.put(p, _clock_key(p), clocks[p], out)
-        if ticked:
-            n = self.s.partitions
-            for raw_key in self.state.all_keys():
-                if raw_key.startswith(CLOCK):
-                    continue
-                key = raw_key.decode()
-                p = core.stable_partition(key, n)
-                if p not in ticked:
-                    continue
-                p_, region, from_day = load(key, p)
-                changed[key] = (p_, region, from_day)
+                changed[key] = min(changed.get(key, first), first)
+            self.state.put(p, f"{key}{KEY_SEP}{eid}".encode(), [seq, contrib], out)
+        for p, before in clocks.advanced.items():
+            for key in self.aggs:
+                if stable_partition(key, self.partitions) == p:
+                    changed[key] = min(changed.get(key, before + 1), before + 1)
+        clocks.save(out)
         version = time.time_ns()
-        for key, (p, region, from_day) in changed.items():
-            newest = max(region["newest"], clocks.get(p, 0))
-            if newest > region["newest"]:
-                from_day = min(from_day, region["newest"] + 1) if region["newest"] else from_day
-                region["newest"] = newest
-            if from_day < 1 << 30:
-                for row in core.region_rows(key, region, from_day):
+        n = self.partitions
+        for key, from_day in changed.items():
+            p = stable_partition(key, n)
+            newest = clocks.get(p)
+            city, province = parents(key)
+            for row in self.aggs[key].rows(from_day, newest):
+                out.append(Out(self.s.region_rows_topic, key.encode(), row.to_json(version), p))
+                update = orjson.dumps({"c": key, "d": row.day, "s": row.scope, "v": row.v})
+                for parent in (city, province):
                     out.append(
-                        Out(self.s.region_rows_topic, key.encode(), core.row_json(row, version), p)
+                        Out(
+                            self.s.rollup_topic,
+                            parent.encode(),
+                            update,
+                            stable_partition(parent, n),
+                        )
                     )
-            self.state.put(p, key.encode(), region, out)
+        return out
+
+
+class RollupProcessor(_Lazy):
+    """rollup (key city or province) -> RollupAgg -> city and province rows."""
+
+    def __init__(self, settings: Settings, table: Any) -> None:
+        super().__init__(TableState(table), settings.partitions)
+        self.s = settings
+        self.aggs: dict[str, RollupAgg] = {}
+
+    def drop(self, p: int) -> None:
+        for key in [k for k in self.aggs if stable_partition(k, self.partitions) == p]:
+            del self.aggs[key]
+
+    def load(self, parts: list[str], value: Any) -> None:
+        parent, child, day, scope = parts
+        agg = self.aggs.setdefault(parent, RollupAgg(parent))
+        agg.replace(child, int(day), scope, tuple(value))
+
+    def process(self, events: Sequence[Any]) -> list[Out]:
+        out: list[Out] = []
+        changed: dict[tuple[str, int, str], int] = {}
+        for event in events:
+            msg = event.message
+            p = msg.partition
+            self.ensure(p)
+            parent = msg.key.decode()
+            body = orjson.loads(msg.value)
+            agg = self.aggs.get(parent)
+            if agg is None:
+                agg = self.aggs[parent] = RollupAgg(parent)
+            child, day, scope, v = body["c"], body["d"], body["s"], tuple(body["v"])
+            if agg.replace(child, day, scope, v):
+                changed[(parent, day, scope)] = p
+                key = KEY_SEP.join((parent, child, str(day), scope)).encode()
+                self.state.put(p, key, v, out)
+        version = time.time_ns()
+        for (parent, day, scope), p in changed.items():
+            row = self.aggs[parent].row(day, scope)
+            out.append(Out(self.s.region_rows_topic, parent.encode(), row.to_json(version), p))
         return out

@@ -1,7 +1,9 @@
-"""Brute-force reference of region status metrics: all events in, every expected row out.
+"""Brute-force reference of region_metrics: all events in, every expected row out.
 
 Written straight from CONTRACT §3, day by day and enterprise by enterprise, sharing no code
-with streams/. Used by unit and integration tests as the ground truth.
+with streams/. Unit and integration tests use it as the ground truth.
+
+A row's value is the tuple METRICS below; money is in fen (0.01 CNY) so sums are exact.
 """
 
 from __future__ import annotations
@@ -14,28 +16,61 @@ from zoneinfo import ZoneInfo
 import orjson
 
 Key = tuple[date, str, str, str, str, str, int]
+METRICS = (
+    "enterprises",
+    "resumed",
+    "filed",
+    "suspended",
+    "reports_received",
+    "staff_on_duty",
+    "staff_normal",
+    "output_fen",
+    "capacity_fen",
+    "appeals_opened",
+    "appeals_resolved",
+)
+TYPES = (
+    "enterprise_registered",
+    "status_changed",
+    "daily_report",
+    "appeal_opened",
+    "appeal_resolved",
+)
+
+
+def fen(x: float) -> int:
+    return int(round(x * 100))
+
+
+def row_metrics(d: dict[str, Any]) -> tuple[int, ...]:
+    """The METRICS tuple of a region_metrics row given as a dict (from Kafka or ClickHouse)."""
+    return (
+        d["enterprises"],
+        d["resumed"],
+        d["filed"],
+        d["suspended"],
+        d["reports_received"],
+        d["staff_on_duty"],
+        d["staff_normal"],
+        fen(d["output_value"]),
+        fen(d["capacity_value"]),
+        d["appeals_opened"],
+        d["appeals_resolved"],
+    )
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
-    """The events the pipeline accepts (tests only feed valid ones or obvious garbage)."""
+    """The events the pipeline accepts (tests feed valid events, duplicates and garbage)."""
     try:
         d = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(d, dict) or d.get("type") not in (
-        "enterprise_registered",
-        "status_changed",
-        "daily_report",
-        "appeal_opened",
-        "appeal_resolved",
-    ):
+    if not isinstance(d, dict) or d.get("type") not in TYPES:
         return None
     return d
 
 
 def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key, tuple[int, ...]]:
-    """(day, level, province, city, district, sector, above_only) -> (enterprises, resumed,
-    filed, suspended)."""
     tz = ZoneInfo(tz_name)
     seen: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -65,18 +100,46 @@ def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key
     while day <= newest:
         end = datetime.combine(day + timedelta(days=1), time(0), tz)
         for evs in by_ent.values():
-            upto = sorted(
+            in_time = sorted(
                 (d for d in evs if d["_ts"] < end), key=lambda d: (d["_ts"], d["event_id"])
             )
             profile = None
             status = "suspended"
-            for d in upto:
+            opened: set[str] = set()
+            resolved: set[str] = set()
+            for d in in_time:
                 if d["type"] == "enterprise_registered":
                     profile = d
                 elif d["type"] == "status_changed":
                     status = d["status"]
+                elif d["type"] == "appeal_opened":
+                    opened.add(d["appeal_id"])
+                elif d["type"] == "appeal_resolved":
+                    resolved.add(d["appeal_id"])
             if profile is None:
                 continue
+            reports = sorted(
+                (
+                    d
+                    for d in evs
+                    if d["type"] == "daily_report" and date.fromisoformat(d["report_date"]) == day
+                ),
+                key=lambda d: (d["_ts"], d["event_id"]),
+            )
+            report = reports[-1] if reports else None
+            vec = [
+                1,
+                int(status == "resumed"),
+                int(status == "filed"),
+                int(status == "suspended"),
+                int(report is not None),
+                report["staff_on_duty"] if report else 0,
+                profile["employees"] if report else 0,
+                fen(report["output_value"]) if report else 0,
+                fen(profile["normal_daily_output_value"]) if report else 0,
+                len(opened),
+                len(opened & resolved),
+            ]
             p, c, dist = profile["province"], profile["city"], profile["district"]
             for level, region in (
                 ("province", (p, "", "")),
@@ -87,18 +150,17 @@ def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key
                     for above in (0, 1):
                         if above and not profile["above_scale"]:
                             continue
-                        v = out.setdefault((day, level, *region, sector, above), [0, 0, 0, 0])
-                        v[0] += 1
-                        v[1 + ("resumed", "filed", "suspended").index(status)] += 1
+                        acc = out.setdefault((day, level, *region, sector, above), [0] * len(vec))
+                        for i, x in enumerate(vec):
+                            acc[i] += x
         day += timedelta(days=1)
     # A scope has rows from its first day with an enterprise to the newest day, zeros included.
     first: dict[tuple[Any, ...], date] = {}
     for key in out:
-        scope = key[1:]
-        first[scope] = min(first.get(scope, key[0]), key[0])
+        first[key[1:]] = min(first.get(key[1:], key[0]), key[0])
     for scope, d0 in first.items():
         day = d0
         while day <= newest:
-            out.setdefault((day, *scope), [0, 0, 0, 0])
+            out.setdefault((day, *scope), [0] * len(METRICS))
             day += timedelta(days=1)
     return {k: tuple(v) for k, v in out.items()}

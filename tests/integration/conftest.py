@@ -51,6 +51,35 @@ class Pipeline:
 
         return clickhouse_client(self.settings, self.settings.clickhouse_database)
 
+    def region_rows(self, client: Any | None = None) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        """region_metrics FINAL as {key: metrics tuple of tests.reference}."""
+        from tests.reference import row_metrics
+
+        own = client is None
+        client = client or self.clickhouse()
+        try:
+            data, cols = client.execute(
+                "SELECT * FROM region_metrics FINAL", with_column_types=True
+            )
+        finally:
+            if own:
+                client.disconnect()
+        names = [c[0] for c in cols]
+        out = {}
+        for values in data:
+            d = dict(zip(names, values, strict=True))
+            key = (
+                d["day"],
+                d["level"],
+                d["province"],
+                d["city"],
+                d["district"],
+                d["sector"],
+                d["above_scale_only"],
+            )
+            out[key] = row_metrics(d)
+        return out
+
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll until ``check()``; fail with the workers' log tails at the deadline."""
         deadline = time.monotonic() + timeout

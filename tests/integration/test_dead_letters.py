@@ -9,12 +9,6 @@ from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, stream
 from tests.reference import expected_rows
 
-REGION_SQL = """
-SELECT day, level, province, city, district, sector, above_scale_only,
-       enterprises, resumed, filed, suspended
-FROM region_metrics FINAL
-"""
-
 
 def test_valid_invalid_duplicate_and_late_events_land_exactly(pipeline) -> None:  # type: ignore[no-untyped-def]
     p = pipeline()
@@ -40,8 +34,8 @@ def test_valid_invalid_duplicate_and_late_events_land_exactly(pipeline) -> None:
     want = expected_rows([r.value for r in records if r.kind in ("valid", "duplicate")])
     client = p.clickhouse()
 
-    def rows() -> dict[tuple[object, ...], tuple[object, ...]]:
-        return {tuple(r[:7]): tuple(r[7:]) for r in client.execute(REGION_SQL)}
+    def rows() -> dict[tuple[object, ...], tuple[int, ...]]:
+        return p.region_rows(client)
 
     def dead() -> dict[bytes, str]:
         got = client.execute(

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
-from streams.processing import EnterpriseProcessor, Out, RegionProcessor
+from streams.processing import DistrictProcessor, EnterpriseProcessor, Out, RollupProcessor
+from tests.reference import row_metrics
 
 
 class FakeTable:
@@ -38,7 +39,8 @@ class Ev:
 class Harness:
     settings: Settings = field(default_factory=lambda: Settings(partitions=3))
     ent_table: FakeTable = field(default_factory=lambda: FakeTable("ent-changelog"))
-    reg_table: FakeTable = field(default_factory=lambda: FakeTable("reg-changelog"))
+    dist_table: FakeTable = field(default_factory=lambda: FakeTable("dist-changelog"))
+    roll_table: FakeTable = field(default_factory=lambda: FakeTable("roll-changelog"))
     rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     dead: list[Out] = field(default_factory=list)
     changelog: list[Out] = field(default_factory=list)
@@ -46,7 +48,8 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.ent = EnterpriseProcessor(self.settings, self.ent_table)
-        self.reg = RegionProcessor(self.settings, self.reg_table)
+        self.dist = DistrictProcessor(self.settings, self.dist_table)
+        self.roll = RollupProcessor(self.settings, self.roll_table)
 
     def _events(self, topic: str, records: list[tuple[bytes | None, bytes, int]]) -> list[Ev]:
         evs = []
@@ -64,11 +67,14 @@ class Harness:
             self._route(out)
 
     def _route(self, out: list[Out]) -> None:
-        contrib = []
+        contrib, rollup = [], []
         for r in out:
             if r.topic == self.settings.contributions_topic:
                 assert r.partition is not None
                 contrib.append((r.key, r.value, r.partition))
+            elif r.topic == self.settings.rollup_topic:
+                assert r.partition is not None
+                rollup.append((r.key, r.value, r.partition))
             elif r.topic == self.settings.dlq_topic:
                 self.dead.append(r)
             elif r.topic == self.settings.region_rows_topic:
@@ -88,26 +94,27 @@ class Harness:
             else:
                 self.changelog.append(r)
         if contrib:
-            self._route(self.reg.process(self._events(self.settings.contributions_topic, contrib)))
+            self._route(self.dist.process(self._events(self.settings.contributions_topic, contrib)))
+        if rollup:
+            self._route(self.roll.process(self._events(self.settings.rollup_topic, rollup)))
 
     def restore_from_changelog(self) -> None:
-        """What a restarted worker does: rebuild both tables from their changelogs."""
-        self.ent_table.data.clear()
-        self.reg_table.data.clear()
+        """What a restarted worker does: rebuild the tables from their changelogs, and the
+        in-memory sums from the tables."""
+        tables = {
+            "ent-changelog": self.ent_table,
+            "dist-changelog": self.dist_table,
+            "roll-changelog": self.roll_table,
+        }
+        for t in tables.values():
+            t.data.clear()
         for r in self.changelog:
-            table = self.ent_table if r.topic == "ent-changelog" else self.reg_table
             assert r.key is not None and r.value is not None
-            table.data[r.key] = r.value
+            tables[r.topic].data[r.key] = r.value
+        self.dist.reset()
+        self.roll.reset()
 
     def table(self) -> dict[tuple[Any, ...], tuple[int, ...]]:
         from datetime import date
 
-        return {
-            (date.fromisoformat(k[0]), *k[1:]): (
-                d["enterprises"],
-                d["resumed"],
-                d["filed"],
-                d["suspended"],
-            )
-            for k, d in self.rows.items()
-        }
+        return {(date.fromisoformat(k[0]), *k[1:]): row_metrics(d) for k, d in self.rows.items()}

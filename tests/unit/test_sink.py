@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import orjson
-
 from sinks.writer import (
     DEAD_LETTER_COLUMNS,
     REGION_COLUMNS,
@@ -17,23 +15,15 @@ from sinks.writer import (
 def test_batcher_writes_one_insert_per_table() -> None:
     sink = MemorySink()
     b = Batcher(sink)
-    value = orjson.dumps(
-        {
-            "day": "2020-02-10",
-            "level": "district",
-            "province": "P",
-            "city": "C",
-            "district": "D",
-            "sector": "*",
-            "above_scale_only": 0,
-            "enterprises": 4,
-            "resumed": 1,
-            "filed": 1,
-            "suspended": 2,
-            "resumption_rate": 0.25,
-            "version": 1_581_292_800_000_000_000,
-        }
+    from streams.core import RegionRow, region_key
+
+    row_in = RegionRow(
+        date(2020, 2, 10).toordinal(),
+        region_key("district", "P", "C", "D"),
+        "*\x1f0",
+        (4, 2, 1, 1, 3, 2, 3, 7, 10, 12345, 20000),
     )
+    value = row_in.to_json(1_581_292_800_000_000_000)
     for _ in range(3):
         b.add("region_metrics", REGION_COLUMNS, region_row(value))
     b.add(
@@ -56,6 +46,9 @@ def test_batcher_writes_one_insert_per_table() -> None:
     assert sink.inserts == [3, 1]
     row = sink.tables["region_metrics"][0]
     assert row["day"] == date(2020, 2, 10) and row["resumption_rate"] == 0.25
+    assert row["output_value"] == 123.45 and row["capacity_attainment"] == 0.61725
+    assert row["appeals_opened"] == 3 and row["appeal_resolution_rate"] == 2 / 3
+    assert row["staff_normal"] == 10 and row["reports_received"] == 3
     assert row["updated_at"] == datetime(2020, 2, 10, 0, 0)
     dl = sink.tables["dead_letters"][0]
     assert dl["raw"] == b"\xffraw" and dl["reason"] == "bad" and dl["offset"] == 7

@@ -1,0 +1,184 @@
+"""Per-enterprise state: every accepted event, kept idempotently, and what follows from it.
+
+The state is plain JSON-able data stored in a changelog-backed table. Applying an event twice
+changes nothing (event ids are remembered), and everything downstream is *derived* from the
+whole state, so a replayed or reordered event leads to the same output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from producers.events import (
+    AnyEvent,
+    AppealOpened,
+    AppealResolved,
+    DailyReport,
+    EnterpriseRegistered,
+    StatusChanged,
+)
+from streams.core import event_day, fen, local_day, region_key
+
+STATUS_CODE = {"suspended": 0, "filed": 1, "resumed": 2}
+STATUS_NAME = {v: k for k, v in STATUS_CODE.items()}
+NEVER = 1 << 30  # a day after every real day
+
+# prof rows: [ts_us, event_id, day, province, city, district, sector, above, employees,
+#             capacity_fen, key_enterprise, suppliers]
+P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KEY, P_SUP = range(12)
+
+
+def new_state() -> dict[str, Any]:
+    # ids: applied event ids; prof: profile rows; st: [ts_us, event_id, day, status];
+    # rep: report_date ordinal (str) -> [ts_us, event_id, staff, output_fen, planned_fen,
+    # masks, zero]; ap: appeal_id -> [open_ts, open_day, category, res_ts, res_day];
+    # seq: applied events, a monotonic version; districts: district keys last sent to.
+    return {"ids": [], "prof": [], "st": [], "rep": {}, "ap": {}, "seq": 0, "districts": []}
+
+
+def _ts_us(ev: AnyEvent) -> int:
+    return int(ev.occurred_at.timestamp() * 1_000_000)
+
+
+def _later(a_ts: int, a_id: str, b_ts: int, b_id: str) -> bool:
+    return (a_ts, a_id) > (b_ts, b_id)
+
+
+def apply_event(state: dict[str, Any], ev: AnyEvent, tz: ZoneInfo) -> bool:
+    """Apply one event; False if this event id was already applied (nothing changes)."""
+    ids = state["ids"]
+    if ev.event_id in ids:
+        return False
+    ids.append(ev.event_id)
+    state["seq"] += 1
+    ts = _ts_us(ev)
+    if isinstance(ev, EnterpriseRegistered):
+        state["prof"].append(
+            [
+                ts,
+                ev.event_id,
+                local_day(ev.occurred_at, tz),
+                ev.province,
+                ev.city,
+                ev.district,
+                ev.sector,
+                int(ev.above_scale),
+                ev.employees,
+                fen(ev.normal_daily_output_value),
+                int(ev.key_enterprise),
+                list(ev.suppliers),
+            ]
+        )
+        state["prof"].sort(key=lambda r: (r[P_TS], r[P_ID]))
+    elif isinstance(ev, StatusChanged):
+        state["st"].append([ts, ev.event_id, local_day(ev.occurred_at, tz), STATUS_CODE[ev.status]])
+        state["st"].sort(key=lambda r: (r[0], r[1]))
+    elif isinstance(ev, DailyReport):
+        day = str(event_day(ev, tz))
+        old = state["rep"].get(day)
+        # A later report for the same day is a correction; the latest occurred_at wins.
+        if old is None or _later(ts, ev.event_id, old[0], old[1]):
+            state["rep"][day] = [
+                ts,
+                ev.event_id,
+                ev.staff_on_duty,
+                fen(ev.output_value),
+                None if ev.planned_output_value is None else fen(ev.planned_output_value),
+                ev.masks_in_stock,
+                int(ev.zero_report),
+            ]
+    elif isinstance(ev, AppealOpened):
+        ap = state["ap"].setdefault(ev.appeal_id, [None, None, "", None, None])
+        # An appeal counts as opened from its earliest appeal_opened.
+        if ap[0] is None or ts < ap[0]:
+            ap[0], ap[1], ap[2] = ts, local_day(ev.occurred_at, tz), ev.category
+    elif isinstance(ev, AppealResolved):
+        ap = state["ap"].setdefault(ev.appeal_id, [None, None, "", None, None])
+        if ap[3] is None or ts < ap[3]:
+            ap[3], ap[4] = ts, local_day(ev.occurred_at, tz)
+    return True
+
+
+def _at_day(rows: list[list[Any]], day: int) -> list[Any] | None:
+    """The row holding at the end of ``day`` (rows sorted by time; their day is column 2)."""
+    best = None
+    for r in rows:
+        if r[2] <= day:
+            best = r
+        else:
+            break
+    return best
+
+
+def timeline(state: dict[str, Any]) -> list[list[Any]]:
+    """The enterprise's carried values, as day segments from its first registration on.
+
+    Each segment: [from_day, profile_row, status, appeals_opened, appeals_resolved]; it lasts
+    until the next segment's from_day (the last one: until today).
+    """
+    prof = state["prof"]
+    if not prof:
+        return []
+    first = min(r[P_DAY] for r in prof)
+    appeals = [
+        (ap[1], max(ap[1], ap[4]) if ap[4] is not None else None)
+        for ap in state["ap"].values()
+        if ap[1] is not None
+    ]
+    days = {r[P_DAY] for r in prof} | {r[2] for r in state["st"]}
+    days |= {o for o, _ in appeals} | {r for _, r in appeals if r is not None}
+    out: list[list[Any]] = []
+    for d in sorted(x for x in days if x >= first) or [first]:
+        p = _at_day(prof, d)
+        if p is None:
+            continue
+        s = _at_day(state["st"], d)
+        opened = sum(1 for o, _ in appeals if o <= d)
+        resolved = sum(1 for _, r in appeals if r is not None and r <= d)
+        seg = [d, p, s[3] if s is not None else 0, opened, resolved]
+        if not out or out[-1][1:] != seg[1:]:
+            out.append(seg)
+    return out
+
+
+def district_of(p: list[Any]) -> str:
+    return region_key("district", p[P_PROV], p[P_CITY], p[P_DIST])
+
+
+def contributions(state: dict[str, Any], tl: list[list[Any]]) -> dict[str, dict[str, Any]]:
+    """What each district receives from this enterprise: carried segments and report days.
+
+    {district_key: {"s": [[from, to, sector, above, status, opened, resolved], ...],
+                    "r": [[day, sector, above, staff, employees, output_fen, capacity_fen]]}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for i, (d, p, status, opened, resolved) in enumerate(tl):
+        to = tl[i + 1][0] if i + 1 < len(tl) else None
+        segs = out.setdefault(district_of(p), {"s": [], "r": []})["s"]
+        body = [p[P_SECTOR], p[P_ABOVE], status, opened, resolved]
+        if segs and segs[-1][1] == d and segs[-1][2:] == body:
+            segs[-1][1] = to  # nothing this district sees changed: extend the segment
+        else:
+            segs.append([d, to, *body])
+    if tl:
+        first = tl[0][0]
+        for day_text, rep in sorted(state["rep"].items(), key=lambda kv: int(kv[0])):
+            day = int(day_text)
+            if day < first:
+                continue  # before registration the enterprise is in no scope
+            p = _at_day(state["prof"], day)
+            assert p is not None
+            entry = out.setdefault(district_of(p), {"s": [], "r": []})
+            entry["r"].append([day, p[P_SECTOR], p[P_ABOVE], rep[2], p[P_EMP], rep[3], p[P_CAP]])
+    return out
+
+
+def affected_from(old: dict[str, Any] | None, new: dict[str, Any]) -> int | None:
+    """First day whose values differ between two contributions to one district."""
+    old = old or {"s": [], "r": []}
+    days = [s[0] for s in old["s"] if s not in new["s"]]
+    days += [s[0] for s in new["s"] if s not in old["s"]]
+    days += [r[0] for r in old["r"] if r not in new["r"]]
+    days += [r[0] for r in new["r"] if r not in old["r"]]
+    return min(days) if days else None
