@@ -272,6 +272,23 @@ def _publish_events(s: Settings, events: list[Any]) -> None:
     )
 
 
+@main.command()
+@click.pass_context
+def gateway(ctx: click.Context) -> None:
+    """Run the HTTP gateway for systems that can't speak Kafka.
+
+    POST /v1/events (JSON array or NDJSON, `Authorization: Bearer <token>`), GET /v1/health,
+    GET /metrics. Address, tokens file and limits come from RESUMEWATCH_GATEWAY_* settings.
+    """
+    from producers.gateway import GatewayError, run_gateway
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
+    try:
+        run_gateway(_settings(ctx))
+    except GatewayError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 # -- demo -------------------------------------------------------------------------------
 @main.command()
 @click.option("--enterprises", default=300, show_default=True, help="Enterprises to simulate.")

@@ -26,6 +26,7 @@ def ensure_topics(settings: Settings) -> list[str]:
             settings.contributions_topic,
             settings.region_rows_topic,
             settings.rollup_topic,
+            settings.enterprise_rows_topic,
         ]
         new = [
             NewTopic(t, settings.partitions, settings.replication)

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         return f"{self.internal_prefix}-region-metrics"
 
     @property
+    def enterprise_rows_topic(self) -> str:
+        return f"{self.internal_prefix}-enterprise-rows"
+
+    @property
     def rollup_topic(self) -> str:
         return f"{self.internal_prefix}-rollup"
 

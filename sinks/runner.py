@@ -20,6 +20,7 @@ from sinks.writer import (
     ClickHouseSink,
     Sink,
     dead_letter_row,
+    enterprise_row,
     region_row,
 )
 
@@ -44,6 +45,9 @@ def route(batcher: Batcher, settings: Settings, record: Any) -> None:
     """Turn one Kafka record into a row of the table it belongs to."""
     if record.topic == settings.region_rows_topic:
         batcher.add("region_metrics", REGION_COLUMNS, region_row(record.value))
+    elif record.topic == settings.enterprise_rows_topic:
+        table, row = enterprise_row(record.value)
+        batcher.add(table.name, table.column_names, row)
     elif record.topic == settings.dlq_topic:
         batcher.add(
             "dead_letters",
@@ -76,6 +80,7 @@ class SinkRunner:
             loop.add_signal_handler(sig, self._stop)
         consumer = AIOKafkaConsumer(
             self.s.region_rows_topic,
+            self.s.enterprise_rows_topic,
             self.s.dlq_topic,
             bootstrap_servers=self.s.kafka_bootstrap.split(","),
             group_id=self.s.sink_group,

@@ -74,11 +74,141 @@ DEAD_LETTERS = Table(
     ),
     "ReplacingMergeTree PARTITION BY toYYYYMM(received_at) ORDER BY (topic, partition, offset)",
 )
-TABLES = (REGION_METRICS, DEAD_LETTERS)
+ENTERPRISE_TIMELINE = Table(
+    "enterprise_timeline",
+    (
+        ("enterprise_id", "String"),
+        # Day segments; seg_to is exclusive, 1970-01-01 for "still so today".
+        ("seg_from", "Array(Date)"),
+        ("seg_to", "Array(Date)"),
+        ("province", "Array(String)"),
+        ("city", "Array(String)"),
+        ("district", "Array(String)"),
+        ("sector", "Array(String)"),
+        ("above_scale", "Array(UInt8)"),
+        ("key_enterprise", "Array(UInt8)"),
+        ("employees", "Array(UInt32)"),
+        ("normal_daily_output_value", "Array(Float64)"),
+        ("status", "Array(String)"),
+        ("appeals_opened", "Array(UInt32)"),
+        ("appeals_resolved", "Array(UInt32)"),
+        ("suppliers", "Array(Array(String))"),
+        ("updated_at", "DateTime"),
+        ("version", "UInt64"),
+    ),
+    "ReplacingMergeTree(version) ORDER BY enterprise_id",
+)
+ENTERPRISE_REPORTS = Table(
+    "enterprise_reports",
+    (
+        ("enterprise_id", "String"),
+        ("report_date", "Date"),
+        ("event_id", "String"),
+        ("occurred_at", "DateTime"),
+        ("staff_on_duty", "UInt32"),
+        ("output_value", "Float64"),
+        ("planned_output_value", "Nullable(Float64)"),
+        ("masks_in_stock", "Nullable(UInt32)"),
+        ("zero_report", "UInt8"),
+        ("version", "UInt64"),
+    ),
+    "ReplacingMergeTree(version) PARTITION BY toYYYYMM(report_date) "
+    "ORDER BY (enterprise_id, report_date)",
+)
+PIPELINE_CLOCK = Table(
+    "pipeline_clock",
+    (("partition", "UInt32"), ("newest_day", "Date"), ("version", "UInt64")),
+    "ReplacingMergeTree(version) ORDER BY partition",
+)
+EVENTS = Table(
+    "events",
+    (
+        ("event_id", "String"),
+        ("type", "String"),
+        ("enterprise_id", "String"),
+        ("occurred_at", "DateTime"),
+        ("first_day", "Date"),
+        ("source", "String"),
+        ("schema_version", "UInt16"),
+        ("raw", "String"),
+        ("received_at", "DateTime"),
+    ),
+    "ReplacingMergeTree PARTITION BY toYYYYMM(first_day) ORDER BY (enterprise_id, event_id)",
+)
+TABLES = (
+    REGION_METRICS,
+    DEAD_LETTERS,
+    ENTERPRISE_TIMELINE,
+    ENTERPRISE_REPORTS,
+    PIPELINE_CLOCK,
+    EVENTS,
+)
+
+# Views: one row per enterprise and day, expanded from the timeline up to the newest event day
+# the pipeline has seen, with that day's report joined in; and supplier readiness on top.
+VIEWS = {
+    "enterprise_daily": """
+        SELECT enterprise_id, day, province, city, district, sector, above_scale, key_enterprise,
+               status, reported, zero_report, staff_on_duty, output_value, planned_output_value,
+               masks_in_stock, employees, normal_daily_output_value, appeals_opened,
+               appeals_resolved, suppliers
+        FROM
+        (
+            SELECT enterprise_id, province, city, district, sector, above_scale, key_enterprise,
+                   employees, normal_daily_output_value, status, appeals_opened,
+                   appeals_resolved, suppliers,
+                   arrayJoin(arrayMap(k -> seg_from + k, range(toUInt32(
+                       if(seg_to = toDate(0), newest + 1, seg_to) - seg_from)))) AS day
+            FROM
+            (
+                SELECT *, (SELECT max(newest_day) FROM {db}.pipeline_clock FINAL) AS newest
+                FROM {db}.enterprise_timeline FINAL
+            )
+            ARRAY JOIN seg_from, seg_to, province, city, district, sector, above_scale,
+                       key_enterprise, employees, normal_daily_output_value, status,
+                       appeals_opened, appeals_resolved, suppliers
+        ) AS days
+        ANY LEFT JOIN
+        (
+            SELECT enterprise_id, report_date AS day, toUInt8(1) AS reported, zero_report,
+                   staff_on_duty, output_value, planned_output_value, masks_in_stock
+            FROM {db}.enterprise_reports FINAL
+        ) AS reports USING (enterprise_id, day)
+    """,
+    "supply_chain": """
+        SELECT day, enterprise_id, any(province) AS province, any(city) AS city,
+               any(district) AS district, any(sector) AS sector,
+               any(key_enterprise) AS key_enterprise, count() AS suppliers,
+               toUInt32(sum(supplier_status = 'resumed')) AS suppliers_resumed,
+               suppliers_resumed / suppliers AS supplier_readiness,
+               groupArray(supplier_id) AS supplier_ids
+        FROM
+        (
+            SELECT day, enterprise_id, province, city, district, sector, key_enterprise,
+                   arrayJoin(suppliers) AS supplier_id
+            FROM {db}.enterprise_daily
+            WHERE notEmpty(suppliers)
+        ) AS links
+        ANY LEFT JOIN
+        (
+            SELECT enterprise_id AS supplier_id, day, status AS supplier_status
+            FROM {db}.enterprise_daily
+        ) AS supplier_days USING (supplier_id, day)
+        GROUP BY day, enterprise_id
+    """,
+}
 
 
 def statements(database: str) -> list[str]:
-    return [f"CREATE DATABASE IF NOT EXISTS {database}"] + [t.create(database) for t in TABLES]
+    return (
+        [f"CREATE DATABASE IF NOT EXISTS {database}"]
+        + [t.create(database) for t in TABLES]
+        + [
+            f"CREATE VIEW IF NOT EXISTS {database}.{name} AS "
+            + " ".join(sql.split()).format(db=database)
+            for name, sql in VIEWS.items()
+        ]
+    )
 
 
 def migrate(execute: Callable[..., Any], database: str) -> int:

@@ -8,7 +8,15 @@ from typing import Any, Protocol
 
 import orjson
 
-from sinks.schema import DEAD_LETTERS, REGION_METRICS
+from sinks.schema import (
+    DEAD_LETTERS,
+    ENTERPRISE_REPORTS,
+    ENTERPRISE_TIMELINE,
+    EVENTS,
+    PIPELINE_CLOCK,
+    REGION_METRICS,
+    Table,
+)
 
 REGION_COLUMNS = REGION_METRICS.column_names
 DEAD_LETTER_COLUMNS = DEAD_LETTERS.column_names
@@ -87,3 +95,40 @@ def dead_letter_row(
         int(h.get("partition", 0)),
         int(h.get("offset", 0)),
     )
+
+
+EPOCH = date(1970, 1, 1)
+
+
+def _day(ordinal: int) -> date:
+    return date.fromordinal(ordinal) if ordinal else EPOCH
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def enterprise_row(value: bytes) -> tuple[Table, tuple[Any, ...]]:
+    """A record of the enterprise rows topic -> (its table, the row)."""
+    d = orjson.loads(value)
+    kind = d.pop("t")
+    if kind == "timeline":
+        d["seg_from"] = [_day(x) for x in d["seg_from"]]
+        d["seg_to"] = [_day(x) for x in d["seg_to"]]
+        d["updated_at"] = datetime.now(UTC).replace(tzinfo=None)
+        table = ENTERPRISE_TIMELINE
+    elif kind == "report":
+        d["report_date"] = _day(d["report_date"])
+        d["occurred_at"] = _utc(d["occurred_at"])
+        table = ENTERPRISE_REPORTS
+    elif kind == "event":
+        d["occurred_at"] = _utc(d["occurred_at"])
+        d["received_at"] = _utc(d["received_at"])
+        d["first_day"] = _day(d["first_day"])
+        table = EVENTS
+    elif kind == "clock":
+        d["newest_day"] = _day(d["newest_day"])
+        table = PIPELINE_CLOCK
+    else:
+        raise ValueError(f"unknown enterprise row kind {kind!r}")
+    return table, tuple(d[c] for c in table.column_names)

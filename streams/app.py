@@ -23,10 +23,14 @@ from streams.processing import DistrictProcessor, EnterpriseProcessor, Out, Roll
 
 
 def create_app(settings: Settings) -> faust.App:
+    datadir = settings.state_dir.resolve() / "faust" / settings.app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        # Faust keeps a small data directory even with the memory store; not in the cwd.
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         web_enabled=False,
@@ -57,7 +61,9 @@ def create_app(settings: Settings) -> faust.App:
     source = topic(settings.input_topic)
     contributions = topic(settings.contributions_topic, internal=True)
     rollup = topic(settings.rollup_topic, internal=True)
-    topic(settings.region_rows_topic, internal=True)  # declared so Faust creates it if missing
+    # Declared so that Faust creates them when missing.
+    topic(settings.region_rows_topic, internal=True)
+    topic(settings.enterprise_rows_topic, internal=True)
 
     # Keys and values are bytes (orjson) through the app-wide raw serializers.
     def table(name: str) -> Any:

@@ -182,3 +182,60 @@ def affected_from(old: dict[str, Any] | None, new: dict[str, Any]) -> int | None
     days += [r[0] for r in old["r"] if r not in new["r"]]
     days += [r[0] for r in new["r"] if r not in old["r"]]
     return min(days) if days else None
+
+
+def timeline_record(eid: str, state: dict[str, Any], tl: list[list[Any]]) -> dict[str, Any]:
+    """The enterprise_timeline row: one array element per day segment."""
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "seg_from",
+            "seg_to",
+            "province",
+            "city",
+            "district",
+            "sector",
+            "above_scale",
+            "key_enterprise",
+            "employees",
+            "normal_daily_output_value",
+            "status",
+            "appeals_opened",
+            "appeals_resolved",
+            "suppliers",
+        )
+    }
+    for i, (d, p, status, opened, resolved) in enumerate(tl):
+        cols["seg_from"].append(d)
+        cols["seg_to"].append(tl[i + 1][0] if i + 1 < len(tl) else 0)
+        cols["province"].append(p[P_PROV])
+        cols["city"].append(p[P_CITY])
+        cols["district"].append(p[P_DIST])
+        cols["sector"].append(p[P_SECTOR])
+        cols["above_scale"].append(p[P_ABOVE])
+        cols["key_enterprise"].append(p[P_KEY])
+        cols["employees"].append(p[P_EMP])
+        cols["normal_daily_output_value"].append(p[P_CAP] / 100)
+        cols["status"].append(STATUS_NAME[status])
+        cols["appeals_opened"].append(opened)
+        cols["appeals_resolved"].append(resolved)
+        cols["suppliers"].append(sorted(set(p[P_SUP])))
+    return {"t": "timeline", "enterprise_id": eid, "version": state["seq"], **cols}
+
+
+def report_record(eid: str, day: int, rep: list[Any]) -> dict[str, Any]:
+    """The enterprise_reports row of the report that holds for ``day``."""
+    ts, event_id, staff, output, planned, masks, zero = rep
+    return {
+        "t": "report",
+        "enterprise_id": eid,
+        "report_date": day,
+        "event_id": event_id,
+        "occurred_at": ts // 1_000_000,
+        "staff_on_duty": staff,
+        "output_value": output / 100,
+        "planned_output_value": None if planned is None else planned / 100,
+        "masks_in_stock": masks,
+        "zero_report": zero,
+        "version": ts,
+    }

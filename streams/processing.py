@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from producers.events import InvalidEvent, decode
+from producers.events import DailyReport, InvalidEvent, decode
 from resumewatch.settings import Settings
 from streams import enterprise
 from streams.core import day_text, event_day, parents, stable_partition
@@ -151,12 +151,45 @@ class EnterpriseProcessor:
                 entry = touched[ev.enterprise_id] = (p, st)
             enterprise.apply_event(entry[1], ev, self.tz)
             clocks.advance(p, day)
+            # Re-sent also for a duplicate: rows keyed by event id and report day replace.
+            rows = self.s.enterprise_rows_topic
+            ekey = ev.enterprise_id.encode()
+            accepted = {
+                "t": "event",
+                "event_id": ev.event_id,
+                "type": ev.type,
+                "enterprise_id": ev.enterprise_id,
+                "occurred_at": int(ev.occurred_at.timestamp()),
+                "first_day": day,
+                "source": ev.source,
+                "schema_version": ev.schema_version,
+                "raw": raw.decode(),
+                "received_at": int(now.timestamp()),
+            }
+            out.append(Out(rows, ekey, orjson.dumps(accepted)))
+            if isinstance(ev, DailyReport):
+                rep = entry[1]["rep"][str(day)]
+                out.append(
+                    Out(
+                        rows,
+                        ekey,
+                        orjson.dumps(enterprise.report_record(ev.enterprise_id, day, rep)),
+                    )
+                )
 
         n = self.s.partitions
         # Even a duplicate re-sends the enterprise's contributions: if a crash lost them after
         # the state was saved, this is how they get through; downstream, they replace.
         for eid, (p, st) in touched.items():
-            contrib = enterprise.contributions(st, enterprise.timeline(st))
+            tl = enterprise.timeline(st)
+            contrib = enterprise.contributions(st, tl)
+            out.append(
+                Out(
+                    self.s.enterprise_rows_topic,
+                    eid.encode(),
+                    orjson.dumps(enterprise.timeline_record(eid, st, tl)),
+                )
+            )
             for key in sorted(set(contrib) | set(st["districts"])):
                 body = {"e": eid, "q": st["seq"], "c": contrib.get(key, {"s": [], "r": []})}
                 out.append(
@@ -171,6 +204,13 @@ class EnterpriseProcessor:
             self.state.put(p, eid.encode(), st, out)
         clocks.save(out)
         for p in clocks.advanced:
+            clock = {
+                "t": "clock",
+                "partition": p,
+                "newest_day": clocks.values[p],
+                "version": clocks.values[p],
+            }
+            out.append(Out(self.s.enterprise_rows_topic, b"", orjson.dumps(clock)))
             tick = orjson.dumps({"tick": clocks.values[p]})
             for q in range(n):
                 out.append(Out(self.s.contributions_topic, b"\x00tick", tick, q))

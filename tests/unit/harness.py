@@ -44,6 +44,7 @@ class Harness:
     rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     dead: list[Out] = field(default_factory=list)
     changelog: list[Out] = field(default_factory=list)
+    enterprise_rows: list[Out] = field(default_factory=list)
     offset: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +78,8 @@ class Harness:
                 rollup.append((r.key, r.value, r.partition))
             elif r.topic == self.settings.dlq_topic:
                 self.dead.append(r)
+            elif r.topic == self.settings.enterprise_rows_topic:
+                self.enterprise_rows.append(r)
             elif r.topic == self.settings.region_rows_topic:
                 assert r.value is not None
                 d = orjson.loads(r.value)

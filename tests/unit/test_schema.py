@@ -23,3 +23,58 @@ def test_migrations_run_twice_on_current_clickhouse(tmp_path: object) -> None:
         assert str(got).strip() == "6,0.6"
     finally:
         sess.close()
+
+
+def test_enterprise_daily_and_supply_chain_views_on_current_clickhouse(tmp_path: object) -> None:
+    from chdb import session
+
+    sess = session.Session(str(tmp_path))
+    try:
+        for sql in statements("rw_v"):
+            sess.query(sql)
+        # A: registered 2020-02-10 in D1, resumed from the 12th; depends on B.
+        # B: registered 2020-02-10, never resumed. Newest day: 2020-02-13.
+        sess.query(
+            "INSERT INTO rw_v.enterprise_timeline (enterprise_id, seg_from, seg_to, province, "
+            "city, district, sector, above_scale, key_enterprise, employees, "
+            "normal_daily_output_value, status, appeals_opened, appeals_resolved, suppliers, "
+            "updated_at, version) VALUES "
+            "('A', ['2020-02-10','2020-02-12'], ['2020-02-12','1970-01-01'], ['P','P'], "
+            "['C','C'], ['D1','D1'], ['steel','steel'], [1,1], [1,1], [10,10], [100,100], "
+            "['filed','resumed'], [0,0], [0,0], [['B'],['B']], now(), 2),"
+            "('B', ['2020-02-10'], ['1970-01-01'], ['P'], ['C'], ['D2'], ['coal'], [0], [0], "
+            "[5], [50], ['suspended'], [0], [0], [[]], now(), 1)"
+        )
+        sess.query(
+            "INSERT INTO rw_v.enterprise_reports (enterprise_id, report_date, event_id, "
+            "occurred_at, staff_on_duty, output_value, zero_report, version) VALUES "
+            "('A', '2020-02-12', 'r1', now(), 7, 55.5, 0, 1)"
+        )
+        sess.query("INSERT INTO rw_v.pipeline_clock VALUES (0, '2020-02-13', 1)")
+        daily = str(
+            sess.query(
+                "SELECT enterprise_id, day, status, reported, staff_on_duty FROM "
+                "rw_v.enterprise_daily ORDER BY enterprise_id, day",
+                "CSV",
+            )
+        )
+        assert daily.split() == [
+            '"A","2020-02-10","filed",0,0',
+            '"A","2020-02-11","filed",0,0',
+            '"A","2020-02-12","resumed",1,7',
+            '"A","2020-02-13","resumed",0,0',
+            '"B","2020-02-10","suspended",0,0',
+            '"B","2020-02-11","suspended",0,0',
+            '"B","2020-02-12","suspended",0,0',
+            '"B","2020-02-13","suspended",0,0',
+        ]
+        chain = str(
+            sess.query(
+                "SELECT enterprise_id, day, suppliers, suppliers_resumed, supplier_readiness "
+                "FROM rw_v.supply_chain ORDER BY day",
+                "CSV",
+            )
+        )
+        assert chain.split() == [f'"A","2020-02-1{d}",1,0,0' for d in range(4)]
+    finally:
+        sess.close()
