@@ -289,6 +289,24 @@ def gateway(ctx: click.Context) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command("reconcile")
+@click.option("--limit", default=20, show_default=True, help="Differences to print at most.")
+@click.pass_context
+def reconcile_cmd(ctx: click.Context, limit: int) -> None:
+    """Recompute region_metrics from enterprise_daily with one SQL query and compare.
+
+    Exits 1 when any streamed row differs from the recomputation.
+    """
+    from resumewatch.reconcile import reconcile
+
+    report = reconcile(_settings(ctx))
+    click.echo(f"checked {report.rows_checked} region rows: {len(report.differences)} differ")
+    for diff in report.differences[:limit]:
+        click.echo(f"  {diff.describe()}")
+    if report.differences:
+        ctx.exit(1)
+
+
 # -- demo -------------------------------------------------------------------------------
 @main.command()
 @click.option("--enterprises", default=300, show_default=True, help="Enterprises to simulate.")

@@ -70,7 +70,11 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     return d
 
 
-def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key, tuple[int, ...]]:
+def enterprise_days(
+    raws: list[bytes], tz_name: str = "Asia/Shanghai"
+) -> tuple[dict[tuple[str, date], dict[str, Any]], date | None]:
+    """(enterprise_id, day) -> what holds for it that day, from its registration to the newest
+    event day; and the newest event day."""
     tz = ZoneInfo(tz_name)
     seen: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -82,7 +86,7 @@ def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key
         d["_ts"] = datetime.fromisoformat(d["occurred_at"].replace("Z", "+00:00"))
         events.append(d)
     if not events:
-        return {}
+        return {}, None
 
     def first_day(d: dict[str, Any]) -> date:
         if d["type"] == "daily_report":
@@ -95,11 +99,11 @@ def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key
     for d in events:
         by_ent[d["enterprise_id"]].append(d)
 
-    out: dict[Key, list[int]] = {}
+    out: dict[tuple[str, date], dict[str, Any]] = {}
     day = oldest
     while day <= newest:
         end = datetime.combine(day + timedelta(days=1), time(0), tz)
-        for evs in by_ent.values():
+        for eid, evs in by_ent.items():
             in_time = sorted(
                 (d for d in evs if d["_ts"] < end), key=lambda d: (d["_ts"], d["event_id"])
             )
@@ -126,40 +130,89 @@ def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key
                 ),
                 key=lambda d: (d["_ts"], d["event_id"]),
             )
-            report = reports[-1] if reports else None
-            vec = [
-                1,
-                int(status == "resumed"),
-                int(status == "filed"),
-                int(status == "suspended"),
-                int(report is not None),
-                report["staff_on_duty"] if report else 0,
-                profile["employees"] if report else 0,
-                fen(report["output_value"]) if report else 0,
-                fen(profile["normal_daily_output_value"]) if report else 0,
-                len(opened),
-                len(opened & resolved),
-            ]
-            p, c, dist = profile["province"], profile["city"], profile["district"]
-            for level, region in (
-                ("province", (p, "", "")),
-                ("city", (p, c, "")),
-                ("district", (p, c, dist)),
-            ):
-                for sector in (profile["sector"], "*"):
-                    for above in (0, 1):
-                        if above and not profile["above_scale"]:
-                            continue
-                        acc = out.setdefault((day, level, *region, sector, above), [0] * len(vec))
-                        for i, x in enumerate(vec):
-                            acc[i] += x
+            out[(eid, day)] = {
+                "profile": profile,
+                "status": status,
+                "report": reports[-1] if reports else None,
+                "opened": len(opened),
+                "resolved": len(opened & resolved),
+            }
         day += timedelta(days=1)
+    return out, newest
+
+
+def expected_enterprise_daily(raws: list[bytes]) -> dict[tuple[str, date], tuple[Any, ...]]:
+    """(enterprise_id, day) -> (district, status, reported, staff_on_duty, output_fen,
+    appeals_opened, appeals_resolved)."""
+    days, _ = enterprise_days(raws)
+    return {
+        k: (
+            v["profile"]["district"],
+            v["status"],
+            int(v["report"] is not None),
+            v["report"]["staff_on_duty"] if v["report"] else 0,
+            fen(v["report"]["output_value"]) if v["report"] else 0,
+            v["opened"],
+            v["resolved"],
+        )
+        for k, v in days.items()
+    }
+
+
+def expected_supply_chain(raws: list[bytes]) -> dict[tuple[str, date], tuple[int, int]]:
+    """(enterprise_id, day) -> (suppliers, suppliers_resumed) for enterprises with suppliers."""
+    days, _ = enterprise_days(raws)
+    out = {}
+    for (eid, day), v in days.items():
+        suppliers = sorted(set(v["profile"].get("suppliers", [])))
+        if not suppliers:
+            continue
+        resumed = sum(
+            1 for s in suppliers if (s, day) in days and days[(s, day)]["status"] == "resumed"
+        )
+        out[(eid, day)] = (len(suppliers), resumed)
+    return out
+
+
+def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key, tuple[int, ...]]:
+    days, newest = enterprise_days(raws, tz_name)
+    out: dict[Key, list[int]] = {}
+    for (_eid, day), v in days.items():
+        profile, report = v["profile"], v["report"]
+        status = v["status"]
+        vec = [
+            1,
+            int(status == "resumed"),
+            int(status == "filed"),
+            int(status == "suspended"),
+            int(report is not None),
+            report["staff_on_duty"] if report else 0,
+            profile["employees"] if report else 0,
+            fen(report["output_value"]) if report else 0,
+            fen(profile["normal_daily_output_value"]) if report else 0,
+            v["opened"],
+            v["resolved"],
+        ]
+        p, c, dist = profile["province"], profile["city"], profile["district"]
+        for level, region in (
+            ("province", (p, "", "")),
+            ("city", (p, c, "")),
+            ("district", (p, c, dist)),
+        ):
+            for sector in (profile["sector"], "*"):
+                for above in (0, 1):
+                    if above and not profile["above_scale"]:
+                        continue
+                    acc = out.setdefault((day, level, *region, sector, above), [0] * len(vec))
+                    for i, x in enumerate(vec):
+                        acc[i] += x
     # A scope has rows from its first day with an enterprise to the newest day, zeros included.
     first: dict[tuple[Any, ...], date] = {}
     for key in out:
         first[key[1:]] = min(first.get(key[1:], key[0]), key[0])
     for scope, d0 in first.items():
         day = d0
+        assert newest is not None
         while day <= newest:
             out.setdefault((day, *scope), [0] * len(METRICS))
             day += timedelta(days=1)
