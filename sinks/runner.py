@@ -16,12 +16,13 @@ from resumewatch.settings import Settings
 from sinks.writer import (
     DEAD_LETTER_COLUMNS,
     REGION_COLUMNS,
+    REGION_KEY,
     Batcher,
     ClickHouseSink,
     Sink,
     dead_letter_row,
     enterprise_row,
-    region_row,
+    region_record,
 )
 
 log = logging.getLogger("resumewatch.sink")
@@ -44,7 +45,11 @@ def clickhouse_client(settings: Settings, database: str | None = None) -> Any:
 def route(batcher: Batcher, settings: Settings, record: Any) -> None:
     """Turn one Kafka record into a row of the table it belongs to."""
     if record.topic == settings.region_rows_topic:
-        batcher.add("region_metrics", REGION_COLUMNS, region_row(record.value))
+        row, retraction = region_record(record.value)
+        if retraction is None:
+            batcher.add("region_metrics", REGION_COLUMNS, row)
+        else:
+            batcher.retract("region_metrics", REGION_KEY, row, retraction)
     elif record.topic == settings.enterprise_rows_topic:
         table, row = enterprise_row(record.value)
         batcher.add(table.name, table.column_names, row)

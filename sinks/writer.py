@@ -22,22 +22,37 @@ REGION_COLUMNS = REGION_METRICS.column_names
 DEAD_LETTER_COLUMNS = DEAD_LETTERS.column_names
 
 
+# A retraction: delete the rows with these key values and a version below ``version``.
+Retraction = tuple[tuple[Any, ...], int]
+
+
 class Sink(Protocol):
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
 
+    def retract(self, table: str, key: Sequence[str], items: list[Retraction]) -> None: ...
+
 
 class Batcher:
-    """Collects rows per table and writes each table's rows in one insert."""
+    """Collects rows per table and writes each table's rows in one insert; retractions are
+    applied after the inserts of the same batch."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.pending: dict[str, tuple[Sequence[str], list[tuple[Any, ...]]]] = {}
+        self.retractions: dict[str, tuple[Sequence[str], list[Retraction]]] = {}
 
     def add(self, table: str, columns: Sequence[str], row: tuple[Any, ...]) -> None:
         self.pending.setdefault(table, (columns, []))[1].append(row)
 
+    def retract(
+        self, table: str, key: Sequence[str], values: tuple[Any, ...], version: int
+    ) -> None:
+        self.retractions.setdefault(table, (key, []))[1].append((values, version))
+
     def __len__(self) -> int:
-        return sum(len(rows) for _, rows in self.pending.values())
+        return sum(len(rows) for _, rows in self.pending.values()) + sum(
+            len(items) for _, items in self.retractions.values()
+        )
 
     def flush(self) -> dict[str, int]:
         written = {}
@@ -45,7 +60,12 @@ class Batcher:
             if rows:
                 self.sink.write(table, columns, rows)
                 written[table] = len(rows)
+        for table, (key, items) in self.retractions.items():
+            if items:
+                self.sink.retract(table, key, items)
+                written[f"{table} retractions"] = len(items)
         self.pending.clear()
+        self.retractions.clear()
         return written
 
 
@@ -60,6 +80,17 @@ class MemorySink:
         self.tables.setdefault(table, []).extend(dict(zip(columns, r, strict=True)) for r in rows)
         self.inserts.append(len(rows))
 
+    def retract(self, table: str, key: Sequence[str], items: list[Retraction]) -> None:
+        gone = {(values, version) for values, version in items}
+        self.tables[table] = [
+            row
+            for row in self.tables.get(table, [])
+            if not any(
+                tuple(row[k] for k in key) == values and row["version"] < version
+                for values, version in gone
+            )
+        ]
+
 
 class ClickHouseSink:
     def __init__(self, client: Any, database: str) -> None:
@@ -73,12 +104,40 @@ class ClickHouseSink:
             types_check=False,
         )
 
+    def retract(self, table: str, key: Sequence[str], items: list[Retraction]) -> None:
+        # Rare (a scope lost its first days through a correction): a DELETE mutation per
+        # chunk, limited to versions older than the retraction, so newer rows survive.
+        for start in range(0, len(items), 200):
+            params: dict[str, Any] = {}
+            clauses = []
+            for i, (values, version) in enumerate(items[start : start + 200]):
+                cond = [f"{k} = %(k{i}_{j})s" for j, k in enumerate(key)]
+                params.update({f"k{i}_{j}": v for j, v in enumerate(values)})
+                params[f"v{i}"] = version
+                clauses.append("(" + " AND ".join([*cond, f"version < %(v{i})s"]) + ")")
+            self.client.execute(
+                f"ALTER TABLE {self.database}.{table} DELETE WHERE " + " OR ".join(clauses),
+                params,
+            )
 
-def region_row(value: bytes) -> tuple[Any, ...]:
+
+REGION_KEY = ("level", "province", "city", "district", "sector", "above_scale_only", "day")
+
+
+def region_record(value: bytes) -> tuple[tuple[Any, ...], int | None]:
+    """A region row record -> (the row, None), or for a retraction (its key values, version)."""
     d = orjson.loads(value)
     d["day"] = date.fromisoformat(d["day"])
+    if d.get("deleted"):
+        return tuple(d[c] for c in REGION_KEY), d["version"]
     d["updated_at"] = datetime.fromtimestamp(d["version"] / 1e9, UTC).replace(tzinfo=None)
-    return tuple(d[c] for c in REGION_COLUMNS)
+    return tuple(d[c] for c in REGION_COLUMNS), None
+
+
+def region_row(value: bytes) -> tuple[Any, ...]:
+    row, retraction = region_record(value)
+    assert retraction is None, "a retraction has no row"
+    return row
 
 
 def dead_letter_row(

@@ -14,12 +14,16 @@ replacement, so nothing is counted twice.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from typing import Any
 
 import faust
 
 from resumewatch.settings import Settings
 from streams.processing import DistrictProcessor, EnterpriseProcessor, Out, RollupProcessor
+
+log = logging.getLogger("resumewatch.worker")
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -82,21 +86,33 @@ def create_app(settings: Settings) -> faust.App:
     app.on_partitions_assigned.connect(forget_aggregates)
 
     async def send_all(records: list[Out]) -> None:
-        # Straight to the driver (Faust's own buffer sends one message at a time), then wait
-        # for every acknowledgement before the batch's offsets may be committed.
+        # Straight to the driver (Faust's own buffer sends one message at a time). Derived
+        # records first, then, once all are acknowledged, the changelog: a crash in between
+        # replays the batch against the old state, which produces the same records again.
         send = app.producer.send
-        pending = [
-            await send(r.topic, r.key, r.value, r.partition, None, r.headers) for r in records
-        ]
-        if pending:
-            await asyncio.gather(*pending)
+        for phase in (False, True):
+            pending = [
+                await send(r.topic, r.key, r.value, r.partition, None, r.headers)
+                for r in records
+                if r.changelog is phase
+            ]
+            if pending:
+                await asyncio.gather(*pending)
 
     def agent(channel: Any, name: str, processor: Any) -> None:
         async def run(stream: Any) -> None:
             async for events in stream.take_events(
                 settings.batch_max, within=settings.batch_seconds
             ):
-                await send_all(processor.process(events))
+                try:
+                    await send_all(processor.process(events))
+                except BaseException:
+                    # Faust acknowledges a taken batch even when its handler fails, and would
+                    # commit offsets of events whose results were never produced. Stop the
+                    # process at once instead: the batch is replayed after the restart.
+                    log.critical("%s failed on a batch; exiting to replay it", name, exc_info=True)
+                    logging.shutdown()
+                    os._exit(70)
 
         app.agent(channel, name=name)(run)
 

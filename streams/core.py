@@ -83,11 +83,24 @@ class RegionRow:
     region: str  # region key
     scope: str  # "sector<SEP>above_only"
     v: tuple[int, ...]  # the metric vector
+    deleted: bool = False  # a retraction: this row no longer exists
 
     def as_dict(self, version: int) -> dict[str, object]:
         level, province, city, district = split_region_key(self.region)
         sector, above = self.scope.split(SEP)
         v = self.v
+        if self.deleted:
+            return {
+                "deleted": 1,
+                "day": day_text(self.day),
+                "level": level,
+                "province": province,
+                "city": city,
+                "district": district,
+                "sector": sector,
+                "above_scale_only": int(above),
+                "version": version,
+            }
         return {
             "day": day_text(self.day),
             "level": level,

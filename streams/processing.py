@@ -33,13 +33,16 @@ def _clock_key(partition: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """One record to produce."""
+    """One record to produce. Changelog records are sent only after every other record of
+    the batch was acknowledged: if a crash comes in between, the replayed batch finds the old
+    state and produces all the derived records again."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     partition: int | None = None
     headers: list[tuple[str, bytes]] | None = None
+    changelog: bool = False
 
 
 class TableState:
@@ -60,7 +63,11 @@ class TableState:
         key_partition = getattr(store, "_key_partition", None)
         if key_partition is not None:
             key_partition[key] = partition
-        out.append(Out(self.changelog, key, raw, partition))
+        out.append(Out(self.changelog, key, raw, partition, changelog=True))
+
+    def delete(self, partition: int, key: bytes, out: list[Out]) -> None:
+        self.table.data.pop(key, None)
+        out.append(Out(self.changelog, key, None, partition, changelog=True))
 
     @property
     def changelog(self) -> str:
@@ -238,7 +245,11 @@ class _Lazy:
             parts = raw_key.decode().split(KEY_SEP)
             if stable_partition(parts[0], self.partitions) == p:
                 self.load(parts, orjson.loads(raw))
+        self.loaded(p)
         self.built.add(p)
+
+    def loaded(self, p: int) -> None:
+        """Called when partition ``p`` was rebuilt from the table."""
 
     def drop(self, p: int) -> None:
         raise NotImplementedError
@@ -262,6 +273,11 @@ class DistrictProcessor(_Lazy):
     def load(self, parts: list[str], value: Any) -> None:
         district, eid = parts
         self.aggs.setdefault(district, DistrictAgg(district)).replace(eid, value[0], value[1])
+
+    def loaded(self, p: int) -> None:
+        for key, agg in self.aggs.items():
+            if stable_partition(key, self.partitions) == p:
+                agg.mark_emitted()
 
     def process(self, events: Sequence[Any]) -> list[Out]:
         out: list[Out] = []
@@ -300,7 +316,8 @@ class DistrictProcessor(_Lazy):
             city, province = parents(key)
             for row in self.aggs[key].rows(from_day, newest):
                 out.append(Out(self.s.region_rows_topic, key.encode(), row.to_json(version), p))
-                update = orjson.dumps({"c": key, "d": row.day, "s": row.scope, "v": row.v})
+                v = None if row.deleted else row.v
+                update = orjson.dumps({"c": key, "d": row.day, "s": row.scope, "v": v})
                 for parent in (city, province):
                     out.append(
                         Out(
@@ -342,11 +359,15 @@ class RollupProcessor(_Lazy):
             agg = self.aggs.get(parent)
             if agg is None:
                 agg = self.aggs[parent] = RollupAgg(parent)
-            child, day, scope, v = body["c"], body["d"], body["s"], tuple(body["v"])
+            child, day, scope = body["c"], body["d"], body["s"]
+            v = None if body["v"] is None else tuple(body["v"])
             if agg.replace(child, day, scope, v):
                 changed[(parent, day, scope)] = p
                 key = KEY_SEP.join((parent, child, str(day), scope)).encode()
-                self.state.put(p, key, v, out)
+                if v is None:
+                    self.state.delete(p, key, out)
+                else:
+                    self.state.put(p, key, v, out)
         version = time.time_ns()
         for (parent, day, scope), p in changed.items():
             row = self.aggs[parent].row(day, scope)

@@ -24,8 +24,11 @@ class DistrictAgg:
         self.carried: dict[str, dict[int, Vec]] = {}
         # scope -> day -> sums of the reported values of that day
         self.reported: dict[str, dict[int, Vec]] = {}
-        # scope -> first day it ever had a member; a scope keeps its rows (zeros included)
-        self.first: dict[str, int] = {}
+        # scope -> day -> how many member segments start that day; the smallest such day is
+        # the scope's first day (its rows run from there to the newest day)
+        self.starts: dict[str, dict[int, int]] = {}
+        # scope -> first day of the rows emitted so far (to retract rows that vanish)
+        self.emitted: dict[str, int] = {}
 
     def replace(self, eid: str, seq: int, contrib: dict[str, Any]) -> bool:
         """Make ``contrib`` the member's contribution; False if ``seq`` is older than held."""
@@ -35,18 +38,17 @@ class DistrictAgg:
         if old is not None:
             self._apply(old[1], -1)
         self._apply(contrib, 1)
-        if contrib["s"] or contrib["r"]:
-            self.members[eid] = (seq, contrib)
-        else:
-            self.members[eid] = (seq, {"s": [], "r": []})  # remember the version
+        self.members[eid] = (seq, contrib)  # kept even when empty: it holds the version
         return True
 
     def _apply(self, contrib: dict[str, Any], sign: int) -> None:
         for a, b, sector, above, status, opened, resolved in contrib["s"]:
             for scope in scopes(sector, above):
+                starts = self.starts.setdefault(scope, {})
+                starts[a] = starts.get(a, 0) + sign
+                if not starts[a]:
+                    del starts[a]
                 diff = self.carried.setdefault(scope, {})
-                if sign > 0:
-                    self.first[scope] = min(self.first.get(scope, a), a)
                 v = diff.setdefault(a, [0] * CARRIED)
                 v[0] += sign
                 v[1 + status] += sign
@@ -67,15 +69,35 @@ class DistrictAgg:
                 v[3] += sign * output
                 v[4] += sign * capacity
 
+    def first(self, scope: str) -> int | None:
+        starts = self.starts.get(scope)
+        return min(starts) if starts else None
+
+    def mark_emitted(self) -> None:
+        """After a rebuild from the table: the rows in ClickHouse are those of this state."""
+        self.emitted = {s: f for s in self.starts if (f := self.first(s)) is not None}
+
     def rows(self, from_day: int, newest: int) -> Iterator[RegionRow]:
-        """Rows of every scope for the days from ``from_day`` to ``newest``."""
-        for scope, first in self.first.items():
+        """Rows of every scope for the days from ``from_day`` to ``newest``, and retractions
+        (``RegionRow.deleted``) of rows that no longer exist because a scope now starts later
+        or has no member left."""
+        for scope in sorted(self.starts.keys() | self.emitted.keys()):
+            first = self.first(scope)
+            before = self.emitted.get(scope)
+            if before is not None and (first is None or first > before):
+                end = newest if first is None else min(first - 1, newest)
+                for day in range(before, end + 1):
+                    yield RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True)
+            if first is None:
+                self.emitted.pop(scope, None)
+                continue
+            start = first if before is None or first < before else max(first, from_day)
+            self.emitted[scope] = first
             diff = self.carried.get(scope, {})
             reported = self.reported.get(scope, {})
             acc = [0] * CARRIED
             changes = sorted(d for d in diff if d <= newest)
             i = 0
-            start = max(first, from_day)
             for day in range(start, newest + 1):
                 while i < len(changes) and changes[i] <= day:
                     delta = diff[changes[i]]
@@ -93,20 +115,35 @@ class RollupAgg:
         self.key = key
         self.children: dict[tuple[str, int, str], tuple[int, ...]] = {}
         self.sums: dict[tuple[int, str], Vec] = {}
+        self.count: dict[tuple[int, str], int] = {}  # children with a row for (day, scope)
 
-    def replace(self, child: str, day: int, scope: str, v: tuple[int, ...]) -> bool:
+    def replace(self, child: str, day: int, scope: str, v: tuple[int, ...] | None) -> bool:
+        """Set (or with None: remove) a child's row for (day, scope); True if it changed."""
         k = (child, day, scope)
         old = self.children.get(k)
         if old == v:
             return False
-        s = self.sums.setdefault((day, scope), [0] * WIDTH)
+        ds = (day, scope)
+        s = self.sums.setdefault(ds, [0] * WIDTH)
         if old is not None:
             for j in range(WIDTH):
                 s[j] -= old[j]
-        for j in range(WIDTH):
-            s[j] += v[j]
-        self.children[k] = v
+            self.count[ds] -= 1
+        if v is not None:
+            for j in range(WIDTH):
+                s[j] += v[j]
+            self.count[ds] = self.count.get(ds, 0) + 1
+            self.children[k] = v
+        else:
+            self.children.pop(k, None)
+        if not self.count.get(ds):
+            self.count.pop(ds, None)
+            del self.sums[ds]
         return True
 
     def row(self, day: int, scope: str) -> RegionRow:
-        return RegionRow(day, self.key, scope, tuple(self.sums[(day, scope)]))
+        """The parent's row, or its retraction when no child has a row for (day, scope)."""
+        s = self.sums.get((day, scope))
+        if s is None:
+            return RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True)
+        return RegionRow(day, self.key, scope, tuple(s))

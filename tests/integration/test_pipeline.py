@@ -176,3 +176,42 @@ def test_simulated_province_matches_reference_and_simulator(pipeline) -> None:  
         if k[0] == last and k[1] == "district" and k[5] == "*" and k[6] == 0
     }
     assert by_district == {k: tuple(v) for k, v in sim.final_district.items()}
+
+
+def test_rows_that_a_correction_removes_are_deleted_from_clickhouse(pipeline) -> None:  # type: ignore[no-untyped-def]
+    p = pipeline(partitions=2)
+    p.start("worker")
+    p.start("sink")
+    reg = {
+        "type": "enterprise_registered",
+        "enterprise_id": "A",
+        "province": "Hubei",
+        "city": "Wuhan",
+        "name": "n",
+        "sector": "steel",
+        "above_scale": False,
+        "employees": 10,
+        "normal_daily_output_value": 1000.0,
+    }
+    first = _ev(event_id="r1", occurred_at="2020-02-10T10:00:00+08:00", district="Wuchang", **reg)
+    status = _ev(
+        event_id="s1",
+        type="status_changed",
+        enterprise_id="A",
+        status="resumed",
+        occurred_at="2020-02-12T09:00:00+08:00",
+    )
+    # Later the same day, the registration is corrected: A was in Hanyang all along.
+    fix = _ev(event_id="r2", occurred_at="2020-02-10T15:00:00+08:00", district="Hanyang", **reg)
+    client = p.clickhouse()
+    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
+        pub.send_raw(b"A", first)
+        pub.send_raw(b"A", status)
+        pub.flush()
+        p.wait_for(lambda: p.region_rows(client) == expected_rows([first, status]), 120, "rows")
+        assert any(k[4] == "Wuchang" for k in p.region_rows(client))
+        pub.send_raw(b"A", fix)
+        pub.flush()
+    want = expected_rows([first, status, fix])
+    p.wait_for(lambda: p.region_rows(client) == want, 120, "the Wuchang rows to be deleted")
+    assert not any(k[4] == "Wuchang" for k in p.region_rows(client))

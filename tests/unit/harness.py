@@ -112,12 +112,28 @@ class Harness:
         for t in tables.values():
             t.data.clear()
         for r in self.changelog:
-            assert r.key is not None and r.value is not None
-            tables[r.topic].data[r.key] = r.value
+            assert r.key is not None
+            if r.value is None:
+                tables[r.topic].data.pop(r.key, None)
+            else:
+                tables[r.topic].data[r.key] = r.value
         self.dist.reset()
         self.roll.reset()
 
     def table(self) -> dict[tuple[Any, ...], tuple[int, ...]]:
         from datetime import date
 
-        return {(date.fromisoformat(k[0]), *k[1:]): row_metrics(d) for k, d in self.rows.items()}
+        return {
+            (date.fromisoformat(k[0]), *k[1:]): row_metrics(d)
+            for k, d in self.rows.items()
+            if not d.get("deleted")
+        }
+
+    def crash_before_changelog(self, raws: list[tuple[bytes | None, bytes]]) -> None:
+        """Process ``raws`` as one batch per stage, lose its changelog writes (the crash came
+        after the derived records were sent), restart, and replay it."""
+        mark = len(self.changelog)
+        self.feed(raws, batch=len(raws))
+        del self.changelog[mark:]
+        self.restore_from_changelog()
+        self.feed(raws, batch=len(raws))

@@ -53,3 +53,24 @@ def test_batcher_writes_one_insert_per_table() -> None:
     dl = sink.tables["dead_letters"][0]
     assert dl["raw"] == b"\xffraw" and dl["reason"] == "bad" and dl["offset"] == 7
     assert len(b) == 0
+
+
+def test_retraction_deletes_only_older_versions() -> None:
+    from sinks.writer import REGION_KEY, region_record
+    from streams.core import WIDTH, RegionRow, region_key
+
+    key = region_key("district", "P", "C", "D")
+    day = date(2020, 2, 10).toordinal()
+    live = RegionRow(day, key, "*\x1f0", (1,) + (0,) * (WIDTH - 1))
+    sink = MemorySink()
+    b = Batcher(sink)
+    for version in (1, 3):
+        row, retraction = region_record(live.to_json(version))
+        assert retraction is None
+        b.add("region_metrics", REGION_COLUMNS, row)
+    gone = RegionRow(day, key, "*\x1f0", (0,) * WIDTH, deleted=True)
+    values, version = region_record(gone.to_json(2))
+    assert version == 2
+    b.retract("region_metrics", REGION_KEY, values, version)
+    assert b.flush() == {"region_metrics": 2, "region_metrics retractions": 1}
+    assert [r["version"] for r in sink.tables["region_metrics"]] == [3]
