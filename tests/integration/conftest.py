@@ -80,6 +80,21 @@ class Pipeline:
             out[key] = row_metrics(d)
         return out
 
+    def wait_for_workers(self, n: int, timeout: float = 90) -> None:
+        """Wait until the worker group is stable with ``n`` members (partitions shared)."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap.split(","))
+
+        def stable() -> bool:
+            group = admin.describe_groups([self.settings.app_id])[self.settings.app_id]
+            return group.get("group_state") == "Stable" and len(group.get("members", [])) == n
+
+        try:
+            self.wait_for(stable, timeout, f"{n} workers sharing the partitions")
+        finally:
+            admin.close()
+
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll until ``check()``; fail with the workers' log tails at the deadline."""
         deadline = time.monotonic() + timeout

@@ -1,0 +1,49 @@
+"""Random histories through the real pipeline, with one worker and with two sharing the
+partitions: every row of region_metrics FINAL, enterprise_daily and supply_chain equals the
+reference, and nothing else is there."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from producers.publisher import Publisher
+from tests.histories import random_history
+from tests.reference import (
+    expected_enterprise_daily,
+    expected_rows,
+    expected_supply_chain,
+    fen,
+)
+
+
+@pytest.mark.parametrize(("workers", "seed"), [(1, 101), (2, 202)])
+def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    p = pipeline(partitions=4)
+    for _ in range(workers):
+        p.start("worker")
+    p.start("sink")
+    p.wait_for_workers(workers)
+    raws = random_history(seed, enterprises=120, days=12)
+    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
+        for raw in raws:
+            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
+        pub.flush()
+    client = p.clickhouse()
+    want = expected_rows(raws)
+    p.wait_for(lambda: p.region_rows(client) == want, 240, "region_metrics to equal the reference")
+
+    want_daily = expected_enterprise_daily(raws)
+    got = client.execute(
+        "SELECT enterprise_id, day, district, status, reported, staff_on_duty, output_value, "
+        "appeals_opened, appeals_resolved FROM enterprise_daily"
+    )
+    assert {(r[0], r[1]): (r[2], r[3], r[4], r[5], fen(r[6]), r[7], r[8]) for r in got} == (
+        want_daily
+    )
+    got_chain = client.execute(
+        "SELECT enterprise_id, day, suppliers, suppliers_resumed FROM supply_chain"
+    )
+    assert {(r[0], r[1]): (r[2], r[3]) for r in got_chain} == expected_supply_chain(raws)
+    if workers == 2:
+        assert all(proc.poll() is None for proc in p.procs), "both workers kept running"
