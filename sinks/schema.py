@@ -135,6 +135,18 @@ EVENTS = Table(
     ),
     "ReplacingMergeTree PARTITION BY toYYYYMM(first_day) ORDER BY (enterprise_id, event_id)",
 )
+APPEALS = Table(
+    "appeals",
+    (
+        ("enterprise_id", "String"),
+        ("appeal_id", "String"),
+        ("category", "String"),
+        ("opened_at", "Nullable(DateTime)"),
+        ("resolved_at", "Nullable(DateTime)"),
+        ("version", "UInt64"),
+    ),
+    "ReplacingMergeTree(version) ORDER BY (enterprise_id, appeal_id)",
+)
 TABLES = (
     REGION_METRICS,
     DEAD_LETTERS,
@@ -142,6 +154,7 @@ TABLES = (
     ENTERPRISE_REPORTS,
     PIPELINE_CLOCK,
     EVENTS,
+    APPEALS,
 )
 
 # Views: one row per enterprise and day, expanded from the timeline up to the newest event day

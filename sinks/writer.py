@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import orjson
 
 from sinks.schema import (
+    APPEALS,
     DEAD_LETTERS,
     ENTERPRISE_REPORTS,
     ENTERPRISE_TIMELINE,
@@ -185,6 +186,10 @@ def enterprise_row(value: bytes) -> tuple[Table, tuple[Any, ...]]:
         d["received_at"] = _utc(d["received_at"])
         d["first_day"] = _day(d["first_day"])
         table = EVENTS
+    elif kind == "appeal":
+        for col in ("opened_at", "resolved_at"):
+            d[col] = None if d[col] is None else _utc(d[col])
+        table = APPEALS
     elif kind == "clock":
         d["newest_day"] = _day(d["newest_day"])
         table = PIPELINE_CLOCK

@@ -239,3 +239,17 @@ def report_record(eid: str, day: int, rep: list[Any]) -> dict[str, Any]:
         "zero_report": zero,
         "version": ts,
     }
+
+
+def appeal_record(eid: str, appeal_id: str, ap: list[Any], version: int) -> dict[str, Any]:
+    """The appeals row: one per appeal, opened and resolved times (None until known)."""
+    open_ts, _open_day, category, res_ts, _res_day = ap
+    return {
+        "t": "appeal",
+        "enterprise_id": eid,
+        "appeal_id": appeal_id,
+        "category": category,
+        "opened_at": None if open_ts is None else open_ts // 1_000_000,
+        "resolved_at": None if res_ts is None else res_ts // 1_000_000,
+        "version": version,
+    }

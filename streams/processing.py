@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from producers.events import DailyReport, InvalidEvent, decode
+from producers.events import AppealOpened, AppealResolved, DailyReport, InvalidEvent, decode
 from resumewatch.settings import Settings
 from streams import enterprise
 from streams.core import day_text, event_day, parents, stable_partition
@@ -174,6 +174,11 @@ class EnterpriseProcessor:
                 "received_at": int(now.timestamp()),
             }
             out.append(Out(rows, ekey, orjson.dumps(accepted)))
+            if isinstance(ev, AppealOpened | AppealResolved):
+                record = enterprise.appeal_record(
+                    ev.enterprise_id, ev.appeal_id, entry[1]["ap"][ev.appeal_id], entry[1]["seq"]
+                )
+                out.append(Out(rows, ekey, orjson.dumps(record)))
             if isinstance(ev, DailyReport):
                 rep = entry[1]["rep"][str(day)]
                 out.append(

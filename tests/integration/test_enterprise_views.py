@@ -70,3 +70,34 @@ def test_enterprise_views_match_the_reference(pipeline) -> None:  # type: ignore
     assert diffs[0].describe().startswith("day=")
     assert "level=province" in diffs[0].describe()
     assert "enterprises streamed" in diffs[0].describe()
+
+
+def test_readme_example_queries_run(pipeline) -> None:  # type: ignore[no-untyped-def]
+    import pathlib
+
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Example queries", 1)[1].split("\n## ", 1)[0]
+    queries = [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
+    assert len(queries) == 5
+    p = pipeline()
+    p.start("worker")
+    p.start("sink")
+    cfg = SimConfig(enterprises=150, days=4, seed=4, cities=1, districts_per_city=3)
+    records = list(stream(cfg, Summary()))
+    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
+        for r in records:
+            pub.send_raw(r.key, r.value)
+        pub.flush()
+    client = p.clickhouse()
+    want = expected_rows([r.value for r in records])
+    p.wait_for(lambda: p.region_rows(client) == want, 180, "region_metrics")
+    p.wait_for(lambda: client.execute("SELECT count() FROM appeals FINAL")[0][0] > 0, 60, "appeals")
+    results = [client.execute(q) for q in queries]
+    assert len(results[0]) == 3  # one row per district
+    assert 0 < len(results[1]) <= 3
+    assert len(results[2]) == 4  # Wuhan-Hanyang, one row per day
+    assert all(r[4] in ("suspended", "filed", "resumed") for r in results[3])
+    assert (
+        sum(r[1] for r in results[4])
+        == client.execute("SELECT count() FROM appeals FINAL WHERE resolved_at IS NULL")[0][0]
+    )
