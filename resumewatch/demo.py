@@ -16,7 +16,8 @@ from resumewatch.settings import Settings
 from resumewatch.stack import Stack, StackError
 
 DISTRICT_SQL = """
-SELECT city, district, enterprises, resumed, filed, suspended, resumption_rate
+SELECT city, district, enterprises, resumed, filed, suspended, resumption_rate,
+       report_compliance, capacity_attainment, appeals_opened, appeals_resolved
 FROM {db}.region_metrics FINAL
 WHERE level = 'district' AND sector = '*' AND above_scale_only = 0 AND day = %(day)s
 ORDER BY resumption_rate, district
@@ -39,7 +40,7 @@ def run_demo(settings: Settings, enterprises: int, days: int, timeout: float) ->
     from producers.simulator import simulate
     from resumewatch.cli import _publish_events
 
-    console = Console(width=None if sys.stdout.isatty() else 110)
+    console = Console(width=None if sys.stdout.isatty() else 120)
     stack = Stack(settings)
     for line in stack.up():
         console.print(line)
@@ -74,23 +75,38 @@ def run_demo(settings: Settings, enterprises: int, days: int, timeout: float) ->
             if time.monotonic() - t0 > timeout:
                 raise StackError(
                     f"results did not arrive within {timeout:.0f} s; see the logs in "
-                    f"{stack.run_dir}"
+                    f"{stack.run_dir} (if {settings.state_dir} holds data of another version, "
+                    "`make clean` starts afresh)"
                 )
             time.sleep(0.5)
     console.print(f"results queryable after {time.monotonic() - t0:.1f} s")
 
-    table = Table(title=f"District resumption rate (復工率) on {last}, all sectors")
-    for col in ("city", "district", "enterprises", "resumed", "filed", "suspended", "rate"):
+    table = Table(title=f"Districts on {last}, all sectors")
+    for col in (
+        "city",
+        "district",
+        "enterprises",
+        "resumed",
+        "復工率",
+        "reported",
+        "達產率",
+        "辦結率",
+    ):
         table.add_column(col, justify="left" if col in ("city", "district") else "right")
-    for city, district, n, resumed, filed, suspended, rate in rows:
+
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{float(x):.1%}"
+
+    for city, district, n, resumed, _f, _s, rate, compliance, attain, ao, ar in rows:
         table.add_row(
             str(city),
             str(district),
             str(n),
             str(resumed),
-            str(filed),
-            str(suspended),
-            "-" if rate is None else f"{float(rate):.1%}",
+            pct(rate),
+            pct(compliance),
+            pct(attain),
+            f"{pct(ar / ao if ao else None)} of {ao}",
         )
     console.print(table)
     db = settings.clickhouse_database
