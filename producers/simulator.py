@@ -137,7 +137,7 @@ def simulate(
     return Simulation(list(stream(cfg, summary)), summary)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ent:
     eid: str
     city: str

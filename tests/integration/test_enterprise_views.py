@@ -45,7 +45,11 @@ def test_enterprise_views_match_the_reference(pipeline) -> None:  # type: ignore
     assert {(r[0], r[1]): (r[2], r[3]) for r in got_chain} == want_chain
     assert all(r[4] == r[3] / r[2] for r in got_chain)
     unique = {e.event_id for e in (r.event for r in records) if e is not None}
-    assert client.execute("SELECT count() FROM events FINAL")[0][0] == len(unique)
+    p.wait_for(
+        lambda: client.execute("SELECT count() FROM events FINAL")[0][0] == len(unique),
+        60,
+        "every accepted event in the events table",
+    )
     raw_of = {r.event.event_id: r.value for r in records if r.event is not None}
     sample = client.execute("SELECT event_id, raw FROM events FINAL LIMIT 50")
     assert all(raw_of[eid] == raw.encode() for eid, raw in sample)

@@ -34,16 +34,47 @@ def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # 
     p.wait_for(lambda: p.region_rows(client) == want, 240, "region_metrics to equal the reference")
 
     want_daily = expected_enterprise_daily(raws)
-    got = client.execute(
-        "SELECT enterprise_id, day, district, status, reported, staff_on_duty, output_value, "
-        "appeals_opened, appeals_resolved FROM enterprise_daily"
-    )
-    assert {(r[0], r[1]): (r[2], r[3], r[4], r[5], fen(r[6]), r[7], r[8]) for r in got} == (
-        want_daily
-    )
+
+    def daily() -> dict[tuple[object, ...], tuple[object, ...]]:
+        got = client.execute(
+            "SELECT enterprise_id, day, district, status, reported, staff_on_duty, "
+            "output_value, appeals_opened, appeals_resolved FROM enterprise_daily"
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4], r[5], fen(r[6]), r[7], r[8]) for r in got}
+
+    # Enterprise rows travel on their own topic: wait for them too.
+    p.wait_for(lambda: daily() == want_daily, 60, "enterprise_daily to equal the reference")
     got_chain = client.execute(
         "SELECT enterprise_id, day, suppliers, suppliers_resumed FROM supply_chain"
     )
     assert {(r[0], r[1]): (r[2], r[3]) for r in got_chain} == expected_supply_chain(raws)
+    # A few events from before the grace period: dead letters, and nothing else changes.
+    late = [
+        orjson.dumps(
+            {
+                "event_id": f"late-{seed}-{i}",
+                "type": "status_changed",
+                "enterprise_id": f"X{seed}-{i}",
+                "occurred_at": "2019-11-01T09:00:00+08:00",
+                "source": "prop",
+                "status": "resumed",
+            }
+        )
+        for i in range(4)
+    ]
+    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
+        for i, raw in enumerate(late):
+            pub.send_raw(f"X{seed}-{i}".encode(), raw)
+        pub.flush()
+
+    def too_late() -> int:
+        return int(
+            client.execute(
+                "SELECT count() FROM dead_letters FINAL WHERE startsWith(reason, 'too late')"
+            )[0][0]
+        )
+
+    p.wait_for(lambda: too_late() == 4, 60, "the too-late events in dead_letters")
+    assert p.region_rows(client) == want
     if workers == 2:
         assert all(proc.poll() is None for proc in p.procs), "both workers kept running"
