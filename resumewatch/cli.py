@@ -109,9 +109,13 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     """Run a Faust worker (start more with the same settings to share the partitions)."""
     from faust import Worker
 
+    from streams.alerts import RulesError
     from streams.app import create_app
 
-    app = create_app(_settings(ctx))
+    try:
+        app = create_app(_settings(ctx))
+    except RulesError as exc:
+        raise click.ClickException(f"invalid alert rules: {exc}") from exc
     Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
@@ -287,6 +291,56 @@ def gateway(ctx: click.Context) -> None:
         run_gateway(_settings(ctx))
     except GatewayError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command("alerts")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def alerts_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the alerts firing now (from ClickHouse), newest first."""
+    import orjson
+
+    from sinks.runner import clickhouse_client
+
+    s = _settings(ctx)
+    client = clickhouse_client(s, s.clickhouse_database)
+    try:
+        rows, cols = client.execute(
+            "SELECT alert_id, rule, level, province, city, district, sector, above_scale_only, "
+            "enterprise_id, fired_day, metric, value, threshold, at FROM alerts_firing "
+            "ORDER BY at DESC, fired_day DESC, alert_id",
+            with_column_types=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - one sentence instead of a driver trace
+        raise click.ClickException(f"cannot read alerts from ClickHouse: {exc}") from exc
+    finally:
+        client.disconnect()
+    names = [c[0] for c in cols]
+    if as_json:
+        for r in rows:
+            click.echo(orjson.dumps(dict(zip(names, r, strict=True)), default=str).decode())
+        return
+    if not rows:
+        click.echo("no alerts firing")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} alerts firing")
+    for col in ("since", "rule", "where", "metric", "value", "threshold"):
+        table.add_column(col)
+    for r in rows:
+        d = dict(zip(names, r, strict=True))
+        where = " / ".join(
+            str(x) for x in (d["province"], d["city"], d["district"], d["enterprise_id"]) if x
+        )
+        if d["sector"] != "*" or d["above_scale_only"]:
+            where += f" [{d['sector']}{', above size' if d['above_scale_only'] else ''}]"
+        value = "-" if d["value"] is None else f"{d['value']:.3g}"
+        table.add_row(
+            str(d["fired_day"]), d["rule"], where, d["metric"], value, f"{d['threshold']:g}"
+        )
+    Console().print(table)
 
 
 @main.command("reconcile")

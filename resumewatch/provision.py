@@ -27,6 +27,7 @@ def ensure_topics(settings: Settings) -> list[str]:
             settings.region_rows_topic,
             settings.rollup_topic,
             settings.enterprise_rows_topic,
+            settings.alerts_topic,
         ]
         new = [
             NewTopic(t, settings.partitions, settings.replication)

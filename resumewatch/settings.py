@@ -87,6 +87,25 @@ class Settings(BaseSettings):
         default=30.0, description="Seconds the gateway waits for Kafka to acknowledge a request."
     )
 
+    # --- alerts ------------------------------------------------------------------------
+    alerts_topic: str = Field(
+        default="alerts", description="Topic of alert transitions (contract)."
+    )
+    alert_rules_file: Path | None = Field(
+        default=None,
+        description="YAML alert rules; empty uses the rules shipped in "
+        "resumewatch/default_rules.yaml.",
+    )
+    alert_webhooks: str = Field(
+        default="",
+        description="Comma-separated URLs that receive every alert transition as an HTTP POST "
+        "of its JSON.",
+    )
+    webhook_timeout: float = Field(default=5.0, description="Seconds per webhook request.")
+    webhook_retries: int = Field(
+        default=8, description="Attempts per alert and webhook before it is counted as failed."
+    )
+
     # --- worker and sink tuning --------------------------------------------------------
     batch_max: int = Field(default=5000, description="Max events per worker batch.")
     batch_seconds: float = Field(
@@ -97,6 +116,14 @@ class Settings(BaseSettings):
         default=0.5, description="Max seconds the sink waits to fill a ClickHouse insert."
     )
     worker_web_port: int = Field(default=16066, description="Faust worker web port (loopback).")
+
+    @property
+    def rules_path(self) -> Path:
+        return self.alert_rules_file or Path(__file__).with_name("default_rules.yaml")
+
+    @property
+    def webhook_urls(self) -> list[str]:
+        return [u.strip() for u in self.alert_webhooks.split(",") if u.strip()]
 
     @property
     def app_id(self) -> str:

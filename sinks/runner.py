@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from resumewatch.settings import Settings
+from sinks.schema import ALERTS
 from sinks.writer import (
     DEAD_LETTER_COLUMNS,
     REGION_COLUMNS,
@@ -20,6 +21,7 @@ from sinks.writer import (
     Batcher,
     ClickHouseSink,
     Sink,
+    alert_row,
     dead_letter_row,
     enterprise_row,
     region_record,
@@ -53,6 +55,8 @@ def route(batcher: Batcher, settings: Settings, record: Any) -> None:
     elif record.topic == settings.enterprise_rows_topic:
         table, row = enterprise_row(record.value)
         batcher.add(table.name, table.column_names, row)
+    elif record.topic == settings.alerts_topic:
+        batcher.add("alerts", ALERTS.column_names, alert_row(record.value))
     elif record.topic == settings.dlq_topic:
         batcher.add(
             "dead_letters",
@@ -86,6 +90,7 @@ class SinkRunner:
         consumer = AIOKafkaConsumer(
             self.s.region_rows_topic,
             self.s.enterprise_rows_topic,
+            self.s.alerts_topic,
             self.s.dlq_topic,
             bootstrap_servers=self.s.kafka_bootstrap.split(","),
             group_id=self.s.sink_group,

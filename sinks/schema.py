@@ -147,7 +147,30 @@ APPEALS = Table(
     ),
     "ReplacingMergeTree(version) ORDER BY (enterprise_id, appeal_id)",
 )
+ALERTS = Table(
+    "alerts",
+    (
+        ("alert_id", "String"),
+        ("rule", "String"),
+        ("state", "String"),
+        ("level", "String"),
+        ("province", "String"),
+        ("city", "String"),
+        ("district", "String"),
+        ("sector", "String"),
+        ("above_scale_only", "UInt8"),
+        ("enterprise_id", "String"),
+        ("day", "Date"),
+        ("metric", "String"),
+        ("value", "Nullable(Float64)"),
+        ("threshold", "Float64"),
+        ("at", "DateTime"),
+        ("version", "UInt64"),
+    ),
+    "ReplacingMergeTree(version) ORDER BY (alert_id, state, day)",
+)
 TABLES = (
+    ALERTS,
     REGION_METRICS,
     DEAD_LETTERS,
     ENTERPRISE_TIMELINE,
@@ -160,6 +183,20 @@ TABLES = (
 # Views: one row per enterprise and day, expanded from the timeline up to the newest event day
 # the pipeline has seen, with that day's report joined in; and supplier readiness on top.
 VIEWS = {
+    # The alerts firing now: those whose latest transition is `firing`.
+    "alerts_firing": """
+        SELECT alert_id, argMax(rule, version) AS rule, argMax(state, version) AS state,
+               argMax(level, version) AS level, argMax(province, version) AS province,
+               argMax(city, version) AS city, argMax(district, version) AS district,
+               argMax(sector, version) AS sector,
+               argMax(above_scale_only, version) AS above_scale_only,
+               argMax(enterprise_id, version) AS enterprise_id, min(day) AS fired_day,
+               argMax(metric, version) AS metric, argMax(value, version) AS value,
+               argMax(threshold, version) AS threshold, max(at) AS at
+        FROM {db}.alerts FINAL
+        GROUP BY alert_id
+        HAVING state = 'firing'
+    """,
     "enterprise_daily": """
         SELECT enterprise_id, day, province, city, district, sector, above_scale, key_enterprise,
                status, reported, zero_report, staff_on_duty, output_value, planned_output_value,

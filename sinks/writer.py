@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import orjson
 
 from sinks.schema import (
+    ALERTS,
     APPEALS,
     DEAD_LETTERS,
     ENTERPRISE_REPORTS,
@@ -196,3 +197,10 @@ def enterprise_row(value: bytes) -> tuple[Table, tuple[Any, ...]]:
     else:
         raise ValueError(f"unknown enterprise row kind {kind!r}")
     return table, tuple(d[c] for c in table.column_names)
+
+
+def alert_row(value: bytes) -> tuple[Any, ...]:
+    d = orjson.loads(value)
+    d["day"] = date.fromisoformat(d["day"])
+    d["at"] = datetime.fromisoformat(d["at"]).astimezone(UTC).replace(tzinfo=None)
+    return tuple(d[c] for c in ALERTS.column_names)

@@ -21,7 +21,15 @@ from typing import Any
 import faust
 
 from resumewatch.settings import Settings
-from streams.processing import DistrictProcessor, EnterpriseProcessor, Out, RollupProcessor
+from streams.alerts import load_rules
+from streams.processing import (
+    AlertProcessor,
+    DistrictProcessor,
+    EnterpriseProcessor,
+    Out,
+    RollupProcessor,
+)
+from streams.webhooks import Webhooks
 
 log = logging.getLogger("resumewatch.worker")
 
@@ -65,9 +73,10 @@ def create_app(settings: Settings) -> faust.App:
     source = topic(settings.input_topic)
     contributions = topic(settings.contributions_topic, internal=True)
     rollup = topic(settings.rollup_topic, internal=True)
+    region_rows = topic(settings.region_rows_topic, internal=True)
     # Declared so that Faust creates them when missing.
-    topic(settings.region_rows_topic, internal=True)
     topic(settings.enterprise_rows_topic, internal=True)
+    topic(settings.alerts_topic)
 
     # Keys and values are bytes (orjson) through the app-wide raw serializers.
     def table(name: str) -> Any:
@@ -76,6 +85,9 @@ def create_app(settings: Settings) -> faust.App:
     ent = EnterpriseProcessor(settings, table("enterprises"))
     dist = DistrictProcessor(settings, table("districts"))
     roll = RollupProcessor(settings, table("rollups"))
+    alerts = AlertProcessor(settings, table("alerts"), load_rules(settings.rules_path))
+    webhooks = Webhooks(settings.webhook_urls, settings.webhook_timeout, settings.webhook_retries)
+    app.task(webhooks.run)
 
     async def forget_aggregates(*_: Any, **__: Any) -> None:
         # Partitions moved: rebuild the in-memory sums from the (recovered) tables on next use.
@@ -105,7 +117,12 @@ def create_app(settings: Settings) -> faust.App:
                 settings.batch_max, within=settings.batch_seconds
             ):
                 try:
-                    await send_all(processor.process(events))
+                    result = processor.process(events)
+                    if isinstance(result, tuple):  # records, and transitions for the webhooks
+                        await send_all(result[0])
+                        webhooks.submit(result[1])
+                    else:
+                        await send_all(result)
                 except BaseException:
                     # Faust acknowledges a taken batch even when its handler fails, and would
                     # commit offsets of events whose results were never produced. Stop the
@@ -119,6 +136,7 @@ def create_app(settings: Settings) -> faust.App:
     agent(source, "enterprise_agent", ent)
     agent(contributions, "district_agent", dist)
     agent(rollup, "rollup_agent", roll)
+    agent(region_rows, "alert_agent", alerts)
     return app
 
 

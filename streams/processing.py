@@ -8,10 +8,11 @@ replacement (event ids, versions, per-key values), the replay changes nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,11 +21,14 @@ import orjson
 from producers.events import AppealOpened, AppealResolved, DailyReport, InvalidEvent, decode
 from resumewatch.settings import Settings
 from streams import enterprise
+from streams.alerts import REGION_METRICS, Rule, Step, alert_id, evaluate
 from streams.core import day_text, event_day, parents, stable_partition
 from streams.regions import DistrictAgg, RollupAgg
 
+log = logging.getLogger("resumewatch.worker")
 CLOCK = b"\x00clock"
 KEY_SEP = "\x1e"  # joins the parts of a table key (region names never contain it)
+ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
 
 
 def _clock_key(partition: int) -> bytes:
@@ -378,3 +382,104 @@ class RollupProcessor(_Lazy):
             row = self.aggs[parent].row(day, scope)
             out.append(Out(self.s.region_rows_topic, parent.encode(), row.to_json(version), p))
         return out
+
+
+class AlertProcessor:
+    """region rows (key region) -> per (region, scope) day series -> alert transitions.
+
+    After every change the rules are evaluated over the whole series again, and the
+    transitions not emitted yet are emitted: the alerts firing now always equal the
+    evaluation of the current data. An alert that a correction undoes (it would never have
+    fired) is resolved.
+    """
+
+    def __init__(self, settings: Settings, table: Any, rules: Sequence[Rule]) -> None:
+        self.s = settings
+        self.state = TableState(table)
+        self.by_scope: dict[tuple[str, str, int], list[Rule]] = {}
+        for rule in rules:
+            if rule.metric in REGION_METRICS:
+                key = (rule.level, rule.sector, rule.above_scale_only)
+                self.by_scope.setdefault(key, []).append(rule)
+            else:
+                log.warning(
+                    "rule %s: %s is not evaluated yet; the rule is ignored", rule.name, rule.metric
+                )
+
+    def process(self, events: Sequence[Any]) -> tuple[list[Out], list[dict[str, Any]]]:
+        """Returns the records to produce and the transitions (for the webhooks)."""
+        out: list[Out] = []
+        changed: dict[bytes, tuple[int, dict[str, Any], list[Rule], dict[str, Any]]] = {}
+        for event in events:
+            msg = event.message
+            d = orjson.loads(msg.value)
+            rules = self.by_scope.get((d["level"], d["sector"], d["above_scale_only"]))
+            if not rules:
+                continue
+            key = f"{msg.key.decode()}{KEY_SEP}{d['sector']}{KEY_SEP}{d['above_scale_only']}"
+            skey = key.encode()
+            entry = changed.get(skey)
+            if entry is None:
+                st = self.state.get(skey) or {"d": {}, "e": {}}
+                scope = {k: d[k] for k in ALERT_SCOPE}
+                entry = changed[skey] = (msg.partition, st, rules, scope)
+            series = entry[1]["d"]
+            if d.get("deleted"):
+                series.pop(d["day"], None)
+            else:
+                series[d["day"]] = [d["enterprises"], {r.metric: d[r.metric] for r in rules}]
+        transitions: list[dict[str, Any]] = []
+        at = datetime.now(UTC).replace(microsecond=0).isoformat()
+        version = time.time_ns()  # orders the transitions: + index within the batch
+        for skey, (p, st, rules, scope) in changed.items():
+            for rule in rules:
+                for record in self._evaluate(rule, st, scope, at):
+                    record["version"] = version + len(transitions)
+                    transitions.append(record)
+                    out.append(
+                        Out(self.s.alerts_topic, record["alert_id"].encode(), orjson.dumps(record))
+                    )
+            self.state.put(p, skey, st, out)
+        return out, transitions
+
+    def _evaluate(
+        self, rule: Rule, st: dict[str, Any], scope: dict[str, Any], at: str
+    ) -> Iterator[dict[str, Any]]:
+        days = sorted(st["d"])
+        series = [
+            (date.fromisoformat(day).toordinal(), st["d"][day][1].get(rule.metric), st["d"][day][0])
+            for day in days
+        ]
+        scope_key = tuple(str(scope[k]) for k in ALERT_SCOPE) + ("",)
+        emitted: dict[str, list[Any]] = st["e"]  # alert_id -> [rule, last state emitted]
+
+        def record(aid: str, state: str, day: int, value: float | None) -> dict[str, Any]:
+            return {
+                "alert_id": aid,
+                "rule": rule.name,
+                "state": state,
+                **scope,
+                "enterprise_id": "",
+                "day": date.fromordinal(day).isoformat(),
+                "metric": rule.metric,
+                "value": value,
+                "threshold": rule.threshold,
+                "at": at,
+            }
+
+        desired: dict[str, list[Step]] = {}
+        for step in evaluate(rule, series):
+            desired.setdefault(alert_id(rule.name, scope_key, step.fired_day), []).append(step)
+        for aid, steps in desired.items():
+            last = emitted.get(aid, [rule.name, None])[1]
+            final = steps[-1].state
+            todo = steps if last is None else ([steps[-1]] if last != final else [])
+            for step in todo:
+                yield record(aid, step.state, step.day, step.value)
+            emitted[aid] = [rule.name, final]
+        for aid, (name, last) in list(emitted.items()):
+            if name == rule.name and aid not in desired and last == "firing" and series:
+                # The data no longer says it fired: resolve it on the newest day.
+                day, value, _ = series[-1]
+                yield record(aid, "resolved", day, value)
+                emitted[aid] = [name, "resolved"]

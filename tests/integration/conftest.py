@@ -46,6 +46,9 @@ class Pipeline:
         self.procs.append(proc)
         return proc
 
+    def full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
     def clickhouse(self) -> Any:
         from sinks.runner import clickhouse_client
 
@@ -136,6 +139,7 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
         uid = uuid.uuid4().hex[:10]
         values = {
             "input_topic": f"it-{uid}-enterprise-status",
+            "alerts_topic": f"it-{uid}-alerts",
             "dlq_topic": f"it-{uid}-enterprise-status-dlq",
             "internal_prefix": f"it-{uid}",
             "clickhouse_database": f"it_{uid}",
@@ -145,7 +149,11 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
             **overrides,
         }
         settings = base_settings.model_copy(update=values)
-        env = {f"RESUMEWATCH_{k.upper()}": str(getattr(settings, k)) for k in Settings.model_fields}
+        env = {
+            f"RESUMEWATCH_{k.upper()}": str(getattr(settings, k))
+            for k in Settings.model_fields
+            if getattr(settings, k) is not None
+        }
         ensure_topics(settings)
         ensure_schema(settings)
         p = Pipeline(settings, env, tmp_path)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import orjson
+
 from sinks.writer import (
     DEAD_LETTER_COLUMNS,
     REGION_COLUMNS,
@@ -74,3 +76,30 @@ def test_retraction_deletes_only_older_versions() -> None:
     b.retract("region_metrics", REGION_KEY, values, version)
     assert b.flush() == {"region_metrics": 2, "region_metrics retractions": 1}
     assert [r["version"] for r in sink.tables["region_metrics"]] == [3]
+
+
+def test_alert_row_for_the_alerts_table() -> None:
+    from sinks.schema import ALERTS
+    from sinks.writer import alert_row
+
+    record = {
+        "alert_id": "a1",
+        "rule": "low",
+        "state": "firing",
+        "level": "district",
+        "province": "P",
+        "city": "C",
+        "district": "D",
+        "sector": "*",
+        "above_scale_only": 0,
+        "enterprise_id": "",
+        "day": "2020-02-11",
+        "metric": "resumption_rate",
+        "value": 0.25,
+        "threshold": 0.5,
+        "at": "2020-02-11T01:02:03+00:00",
+        "version": 7,
+    }
+    row = dict(zip(ALERTS.column_names, alert_row(orjson.dumps(record)), strict=True))
+    assert row["day"] == date(2020, 2, 11) and row["at"] == datetime(2020, 2, 11, 1, 2, 3)
+    assert row["value"] == 0.25 and row["version"] == 7
