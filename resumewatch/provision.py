@@ -28,6 +28,7 @@ def ensure_topics(settings: Settings) -> list[str]:
             settings.rollup_topic,
             settings.enterprise_rows_topic,
             settings.alerts_topic,
+            settings.supply_topic,
         ]
         new = [
             NewTopic(t, settings.partitions, settings.replication)

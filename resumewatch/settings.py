@@ -142,6 +142,10 @@ class Settings(BaseSettings):
         return f"{self.internal_prefix}-enterprise-rows"
 
     @property
+    def supply_topic(self) -> str:
+        return f"{self.internal_prefix}-supply"
+
+    @property
     def rollup_topic(self) -> str:
         return f"{self.internal_prefix}-rollup"
 

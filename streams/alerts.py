@@ -181,7 +181,7 @@ class Step:
     state: str  # "firing" | "resolved"
     fired_day: int
     day: int
-    value: float
+    value: float | None
 
 
 Point = tuple[int, float | None, int]  # (day, value, enterprises)
@@ -219,3 +219,30 @@ def alert_id(rule: str, scope: tuple[str, ...], fired_day: int) -> str:
     """Deterministic id of an alert: its rule, its scope and the day it fired."""
     text = "\x1f".join((rule, *scope, str(fired_day)))
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
+
+
+def new_transitions(
+    rule: Rule, series: list[Point], scope: tuple[str, ...], emitted: dict[str, list[Any]]
+) -> list[tuple[str, Step]]:
+    """The transitions of ``rule`` not emitted yet, as (alert_id, step); updates ``emitted``
+    (alert_id -> [rule name, last state emitted]).
+
+    An alert the series no longer supports (it would never have fired) gets a resolved step
+    on the newest day of the series.
+    """
+    out: list[tuple[str, Step]] = []
+    desired: dict[str, list[Step]] = {}
+    for step in evaluate(rule, series):
+        desired.setdefault(alert_id(rule.name, scope, step.fired_day), []).append(step)
+    for aid, steps in desired.items():
+        last = emitted.get(aid, [rule.name, None])[1]
+        final = steps[-1].state
+        todo = steps if last is None else ([steps[-1]] if last != final else [])
+        out.extend((aid, step) for step in todo)
+        emitted[aid] = [rule.name, final]
+    for aid, (name, last) in list(emitted.items()):
+        if name == rule.name and aid not in desired and last == "firing" and series:
+            day, value, _ = series[-1]
+            out.append((aid, Step("resolved", day, day, value)))
+            emitted[aid] = [name, "resolved"]
+    return out

@@ -28,6 +28,7 @@ from streams.processing import (
     EnterpriseProcessor,
     Out,
     RollupProcessor,
+    SupplyProcessor,
 )
 from streams.webhooks import Webhooks
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> faust.App:
     contributions = topic(settings.contributions_topic, internal=True)
     rollup = topic(settings.rollup_topic, internal=True)
     region_rows = topic(settings.region_rows_topic, internal=True)
+    supply_topic = topic(settings.supply_topic, internal=True)
     # Declared so that Faust creates them when missing.
     topic(settings.enterprise_rows_topic, internal=True)
     topic(settings.alerts_topic)
@@ -82,10 +84,13 @@ def create_app(settings: Settings) -> faust.App:
     def table(name: str) -> Any:
         return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
-    ent = EnterpriseProcessor(settings, table("enterprises"))
+    rules = load_rules(settings.rules_path)
+    supplier_rules = any(r.metric == "supplier_readiness" for r in rules)
+    ent = EnterpriseProcessor(settings, table("enterprises"), supply=supplier_rules)
     dist = DistrictProcessor(settings, table("districts"))
     roll = RollupProcessor(settings, table("rollups"))
-    alerts = AlertProcessor(settings, table("alerts"), load_rules(settings.rules_path))
+    alerts = AlertProcessor(settings, table("alerts"), rules)
+    supply = SupplyProcessor(settings, table("supply"), rules)
     webhooks = Webhooks(settings.webhook_urls, settings.webhook_timeout, settings.webhook_retries)
     app.task(webhooks.run)
 
@@ -137,6 +142,7 @@ def create_app(settings: Settings) -> faust.App:
     agent(contributions, "district_agent", dist)
     agent(rollup, "rollup_agent", roll)
     agent(region_rows, "alert_agent", alerts)
+    agent(supply_topic, "supply_agent", supply)
     return app
 
 

@@ -253,3 +253,23 @@ def appeal_record(eid: str, appeal_id: str, ap: list[Any], version: int) -> dict
         "resolved_at": None if res_ts is None else res_ts // 1_000_000,
         "version": version,
     }
+
+
+def status_timeline(tl: list[list[Any]]) -> list[list[int]]:
+    """[[from_day, resumed 0/1], ...] from the first registration on (the supplier's view)."""
+    out: list[list[int]] = []
+    for d, _p, status, _o, _r in tl:
+        resumed = int(status == STATUS_CODE["resumed"])
+        if not out or out[-1][1] != resumed:
+            out.append([d, resumed])
+    return out
+
+
+def supplier_timeline(tl: list[list[Any]]) -> list[list[Any]]:
+    """[[from_day, sorted supplier ids, sector, above, province, city, district], ...]."""
+    out: list[list[Any]] = []
+    for d, p, _s, _o, _r in tl:
+        row = [d, sorted(set(p[P_SUP])), p[P_SECTOR], p[P_ABOVE], p[P_PROV], p[P_CITY], p[P_DIST]]
+        if not out or out[-1][1:] != row[1:]:
+            out.append(row)
+    return out

@@ -21,9 +21,10 @@ import orjson
 from producers.events import AppealOpened, AppealResolved, DailyReport, InvalidEvent, decode
 from resumewatch.settings import Settings
 from streams import enterprise
-from streams.alerts import REGION_METRICS, Rule, Step, alert_id, evaluate
+from streams.alerts import REGION_METRICS, Rule, Step, new_transitions
 from streams.core import day_text, event_day, parents, stable_partition
 from streams.regions import DistrictAgg, RollupAgg
+from streams.supply import readiness_series
 
 log = logging.getLogger("resumewatch.worker")
 CLOCK = b"\x00clock"
@@ -108,10 +109,11 @@ class _Clocks:
 class EnterpriseProcessor:
     """enterprise-status (key enterprise_id) -> per-enterprise state -> district contributions."""
 
-    def __init__(self, settings: Settings, table: Any) -> None:
+    def __init__(self, settings: Settings, table: Any, supply: bool = False) -> None:
         self.s = settings
         self.tz = ZoneInfo(settings.timezone)
         self.state = TableState(table)
+        self.supply = supply  # feed the supply agent (only needed for supplier rules)
 
     def _dead_letter(self, out: list[Out], event: Any, reason: str) -> None:
         msg = event.message
@@ -216,6 +218,22 @@ class EnterpriseProcessor:
                         stable_partition(key, n),
                     )
                 )
+            if self.supply:
+                body = {
+                    "k": "ent",
+                    "e": eid,
+                    "q": st["seq"],
+                    "st": enterprise.status_timeline(tl),
+                    "sl": enterprise.supplier_timeline(tl),
+                }
+                out.append(
+                    Out(
+                        self.s.supply_topic,
+                        eid.encode(),
+                        orjson.dumps(body),
+                        stable_partition(eid, n),
+                    )
+                )
             st["districts"] = sorted(contrib)
             self.state.put(p, eid.encode(), st, out)
         clocks.save(out)
@@ -230,6 +248,8 @@ class EnterpriseProcessor:
             tick = orjson.dumps({"tick": clocks.values[p]})
             for q in range(n):
                 out.append(Out(self.s.contributions_topic, b"\x00tick", tick, q))
+                if self.supply:
+                    out.append(Out(self.s.supply_topic, b"\x00tick", tick, q))
         return out
 
 
@@ -401,10 +421,6 @@ class AlertProcessor:
             if rule.metric in REGION_METRICS:
                 key = (rule.level, rule.sector, rule.above_scale_only)
                 self.by_scope.setdefault(key, []).append(rule)
-            else:
-                log.warning(
-                    "rule %s: %s is not evaluated yet; the rule is ignored", rule.name, rule.metric
-                )
 
     def process(self, events: Sequence[Any]) -> tuple[list[Out], list[dict[str, Any]]]:
         """Returns the records to produce and the transitions (for the webhooks)."""
@@ -451,35 +467,178 @@ class AlertProcessor:
             for day in days
         ]
         scope_key = tuple(str(scope[k]) for k in ALERT_SCOPE) + ("",)
-        emitted: dict[str, list[Any]] = st["e"]  # alert_id -> [rule, last state emitted]
+        for aid, step in new_transitions(rule, series, scope_key, st["e"]):
+            yield alert_record(rule, aid, step, {**scope, "enterprise_id": ""}, at)
 
-        def record(aid: str, state: str, day: int, value: float | None) -> dict[str, Any]:
-            return {
-                "alert_id": aid,
-                "rule": rule.name,
-                "state": state,
-                **scope,
-                "enterprise_id": "",
-                "day": date.fromordinal(day).isoformat(),
-                "metric": rule.metric,
-                "value": value,
-                "threshold": rule.threshold,
-                "at": at,
-            }
 
-        desired: dict[str, list[Step]] = {}
-        for step in evaluate(rule, series):
-            desired.setdefault(alert_id(rule.name, scope_key, step.fired_day), []).append(step)
-        for aid, steps in desired.items():
-            last = emitted.get(aid, [rule.name, None])[1]
-            final = steps[-1].state
-            todo = steps if last is None else ([steps[-1]] if last != final else [])
-            for step in todo:
-                yield record(aid, step.state, step.day, step.value)
-            emitted[aid] = [rule.name, final]
-        for aid, (name, last) in list(emitted.items()):
-            if name == rule.name and aid not in desired and last == "firing" and series:
-                # The data no longer says it fired: resolve it on the newest day.
-                day, value, _ = series[-1]
-                yield record(aid, "resolved", day, value)
-                emitted[aid] = [name, "resolved"]
+def alert_record(
+    rule: Rule, aid: str, step: Step, scope: dict[str, Any], at: str
+) -> dict[str, Any]:
+    return {
+        "alert_id": aid,
+        "rule": rule.name,
+        "state": step.state,
+        **scope,
+        "day": date.fromordinal(step.day).isoformat(),
+        "metric": rule.metric,
+        "value": step.value,
+        "threshold": rule.threshold,
+        "at": at,
+    }
+
+
+class SupplyProcessor:
+    """supply (key enterprise) -> supplier readiness per enterprise -> supplier alerts.
+
+    Each enterprise's partition holds its status timeline and the enterprises that depend on
+    it; a change of status is forwarded to the dependents' partitions, which evaluate the
+    supplier_readiness rules over their suppliers' statuses.
+    """
+
+    def __init__(self, settings: Settings, table: Any, rules: Sequence[Rule]) -> None:
+        self.s = settings
+        self.state = TableState(table)
+        self.rules = [r for r in rules if r.metric == "supplier_readiness"]
+
+    def _send(self, out: list[Out], to: str, body: dict[str, Any]) -> None:
+        out.append(
+            Out(
+                self.s.supply_topic,
+                to.encode(),
+                orjson.dumps(body),
+                stable_partition(to, self.s.partitions),
+            )
+        )
+
+    def process(self, events: Sequence[Any]) -> tuple[list[Out], list[dict[str, Any]]]:
+        out: list[Out] = []
+        loaded: dict[str, tuple[int, dict[str, Any]]] = {}
+        evaluate_for: set[str] = set()
+
+        def load(x: str, p: int) -> dict[str, Any]:
+            if x not in loaded:
+                st = self.state.get(x.encode()) or {
+                    "st": [-1, []],
+                    "sl": [],
+                    "deps": [],
+                    "subs": [],
+                    "sups": {},
+                    "al": {},
+                }
+                loaded[x] = (p, st)
+            return loaded[x][1]
+
+        clocks = _Clocks(self.state)
+        for event in events:
+            msg = event.message
+            p = msg.partition
+            body = orjson.loads(msg.value)
+            if "tick" in body:
+                clocks.advance(p, body["tick"])
+                continue
+            kind = body["k"]
+            if kind == "ent":
+                x = body["e"]
+                st = load(x, p)
+                if body["q"] < st["st"][0]:
+                    continue  # a stale copy
+                if st["st"][1] != body["st"]:
+                    for dep in st["deps"]:
+                        self._send(
+                            out,
+                            dep,
+                            {"k": "sup", "s": x, "e": dep, "q": body["q"], "st": body["st"]},
+                        )
+                st["st"] = [body["q"], body["st"]]
+                st["sl"] = body["sl"]
+                wanted = sorted({s for row in body["sl"] for s in row[1]})
+                for s in set(wanted) - set(st["subs"]):
+                    self._send(out, s, {"k": "sub", "e": x, "s": s, "on": 1})
+                for s in set(st["subs"]) - set(wanted):
+                    self._send(out, s, {"k": "sub", "e": x, "s": s, "on": 0})
+                    st["sups"].pop(s, None)
+                st["subs"] = wanted
+                evaluate_for.add(x)
+            elif kind == "sub":
+                st = load(body["s"], p)
+                deps = set(st["deps"])
+                if body["on"]:
+                    deps.add(body["e"])
+                    self._send(
+                        out,
+                        body["e"],
+                        {
+                            "k": "sup",
+                            "s": body["s"],
+                            "e": body["e"],
+                            "q": st["st"][0],
+                            "st": st["st"][1],
+                        },
+                    )
+                else:
+                    deps.discard(body["e"])
+                st["deps"] = sorted(deps)
+            elif kind == "sup":
+                st = load(body["e"], p)
+                if body["s"] not in st["subs"]:
+                    continue  # no longer a supplier
+                held = st["sups"].get(body["s"])
+                if held is None or body["q"] >= held[0]:
+                    st["sups"][body["s"]] = [body["q"], body["st"]]
+                    evaluate_for.add(body["e"])
+        # A new newest day moves every series on (a drop resolves the day after, say).
+        n = self.s.partitions
+        for raw_key, _raw in self.state.items() if clocks.advanced else ():
+            if not raw_key.startswith(CLOCK):
+                x = raw_key.decode()
+                p = stable_partition(x, n)
+                if p in clocks.advanced and load(x, p)["sl"]:
+                    evaluate_for.add(x)
+        clocks.save(out)
+        transitions: list[dict[str, Any]] = []
+        at = datetime.now(UTC).replace(microsecond=0).isoformat()
+        version = time.time_ns()
+        for x in sorted(evaluate_for):
+            p, st = loaded[x]
+            for record in self._evaluate(x, st, clocks.get(p), at):
+                record["version"] = version + len(transitions)
+                transitions.append(record)
+                out.append(
+                    Out(self.s.alerts_topic, record["alert_id"].encode(), orjson.dumps(record))
+                )
+        for x, (p, st) in loaded.items():
+            self.state.put(p, x.encode(), st, out)
+        return out, transitions
+
+    def _evaluate(
+        self, x: str, st: dict[str, Any], newest: int, at: str
+    ) -> Iterator[dict[str, Any]]:
+        if any(s not in st["sups"] for s in st["subs"]):
+            return  # a supplier has not answered its subscription yet: its status is unknown
+        statuses = {s: v[1] for s, v in st["sups"].items()}
+        full = readiness_series(st["sl"], statuses, newest)
+        if not full:
+            if not any(state == "firing" for _rule, state in st["al"].values()):
+                return
+            # It lists no suppliers any more: what fired is resolved on the newest day.
+            last: list[Any] = st["sl"][-1] if st["sl"] else [newest, [], "", 0, "", "", ""]
+            full = [(max(newest, int(last[0])), 0, 0, last)]
+        profile = full[-1][3]
+        for rule in self.rules:
+            if rule.sector != "*" and rule.sector != profile[2]:
+                continue
+            if rule.above_scale_only and not profile[3]:
+                continue
+            series = [(d, r / n if n else None, n) for d, n, r, _ in full]
+            for aid, step in new_transitions(rule, series, ("enterprise", x), st["al"]):
+                row = next(r[3] for r in full if r[0] == step.day)
+                scope = {
+                    "level": "",
+                    "province": row[4],
+                    "city": row[5],
+                    "district": row[6],
+                    "sector": row[2],
+                    "above_scale_only": 0,
+                    "enterprise_id": x,
+                }
+                yield alert_record(rule, aid, step, scope, at)

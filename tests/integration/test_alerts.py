@@ -185,3 +185,84 @@ def test_alert_transitions_are_exact_everywhere(pipeline, tmp_path: Path) -> Non
     assert good == kafka
     assert flaky == kafka
     assert codes[:3] == [500, 500, 500] and codes[3:] == [200, 200]
+
+
+SUPPLY_RULES = """
+rules:
+  - name: suppliers_not_ready
+    metric: supplier_readiness
+    below: 1.0
+"""
+
+
+def test_supplier_readiness_alert_fires_and_resolves(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SUPPLY_RULES)
+    with receiver() as (url, bodies, _):
+        p = pipeline(alert_rules_file=rules, alert_webhooks=url)
+        p.start("worker")
+        p.start("sink")
+        reg = {
+            "type": "enterprise_registered",
+            "province": "Hubei",
+            "city": "Wuhan",
+            "district": "Hanyang",
+            "name": "n",
+            "sector": "steel",
+            "above_scale": True,
+            "employees": 10,
+            "normal_daily_output_value": 1.0,
+            "occurred_at": "2020-02-10T08:00:00+08:00",
+        }
+        events = [
+            _event(
+                event_id="k",
+                enterprise_id="KEY",
+                key_enterprise=True,
+                suppliers=["S1", "S2"],
+                **reg,
+            ),
+            _event(event_id="s1", enterprise_id="S1", **reg),
+            _event(event_id="s2", enterprise_id="S2", **reg),
+            _event(
+                event_id="s1up",
+                type="status_changed",
+                enterprise_id="S1",
+                status="resumed",
+                occurred_at="2020-02-10T09:00:00+08:00",
+            ),
+            # 2020-02-11: S2 resumes too -> readiness 1.0
+            _event(
+                event_id="s2up",
+                type="status_changed",
+                enterprise_id="S2",
+                status="resumed",
+                occurred_at="2020-02-11T09:00:00+08:00",
+            ),
+        ]
+        with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
+            for raw in events:
+                pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
+            pub.flush()
+        client = p.clickhouse()
+        p.wait_for(
+            lambda: client.execute("SELECT count() FROM alerts FINAL")[0][0] == 2,
+            120,
+            "the supplier alert to fire and resolve",
+        )
+        p.wait_for(lambda: len(bodies) == 2, 60, "the webhook")
+    kafka = _consume(p.settings.alerts_topic, p.settings.kafka_bootstrap, 2)
+    assert [(t["state"], t["day"], t["value"], t["enterprise_id"]) for t in kafka] == [
+        ("firing", "2020-02-10", 0.5, "KEY"),
+        ("resolved", "2020-02-11", 1.0, "KEY"),
+    ]
+    assert kafka[0]["alert_id"] == kafka[1]["alert_id"]
+    assert kafka[0]["metric"] == "supplier_readiness" and kafka[0]["threshold"] == 1.0
+    assert bodies == kafka
+    assert client.execute("SELECT count() FROM alerts_firing")[0][0] == 0
+    # The streamed readiness agrees with the supply_chain view.
+    chain = client.execute(
+        "SELECT toString(day), supplier_readiness FROM supply_chain WHERE enterprise_id = 'KEY' "
+        "ORDER BY day"
+    )
+    assert chain == [("2020-02-10", 0.5), ("2020-02-11", 1.0)]

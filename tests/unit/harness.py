@@ -11,7 +11,15 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
-from streams.processing import DistrictProcessor, EnterpriseProcessor, Out, RollupProcessor
+from streams.alerts import Rule
+from streams.processing import (
+    AlertProcessor,
+    DistrictProcessor,
+    EnterpriseProcessor,
+    Out,
+    RollupProcessor,
+    SupplyProcessor,
+)
 from tests.reference import row_metrics
 
 
@@ -47,8 +55,16 @@ class Harness:
     enterprise_rows: list[Out] = field(default_factory=list)
     offset: int = 0
 
+    rules: list[Rule] = field(default_factory=list)
+    supply_table: FakeTable = field(default_factory=lambda: FakeTable("supply-changelog"))
+    alert_table: FakeTable = field(default_factory=lambda: FakeTable("alert-changelog"))
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
     def __post_init__(self) -> None:
-        self.ent = EnterpriseProcessor(self.settings, self.ent_table)
+        supply = any(r.metric == "supplier_readiness" for r in self.rules)
+        self.ent = EnterpriseProcessor(self.settings, self.ent_table, supply=supply)
+        self.supply = SupplyProcessor(self.settings, self.supply_table, self.rules)
+        self.alerter = AlertProcessor(self.settings, self.alert_table, self.rules)
         self.dist = DistrictProcessor(self.settings, self.dist_table)
         self.roll = RollupProcessor(self.settings, self.roll_table)
 
@@ -68,7 +84,7 @@ class Harness:
             self._route(out)
 
     def _route(self, out: list[Out]) -> None:
-        contrib, rollup = [], []
+        contrib, rollup, supply, rows = [], [], [], []
         for r in out:
             if r.topic == self.settings.contributions_topic:
                 assert r.partition is not None
@@ -76,6 +92,12 @@ class Harness:
             elif r.topic == self.settings.rollup_topic:
                 assert r.partition is not None
                 rollup.append((r.key, r.value, r.partition))
+            elif r.topic == self.settings.supply_topic:
+                assert r.partition is not None
+                supply.append((r.key, r.value, r.partition))
+            elif r.topic == self.settings.alerts_topic:
+                assert r.value is not None
+                self.alerts.append(orjson.loads(r.value))
             elif r.topic == self.settings.dlq_topic:
                 self.dead.append(r)
             elif r.topic == self.settings.enterprise_rows_topic:
@@ -92,6 +114,7 @@ class Harness:
                     d["sector"],
                     d["above_scale_only"],
                 )
+                rows.append((r.key, r.value, r.partition or 0))
                 if key not in self.rows or self.rows[key]["version"] <= d["version"]:
                     self.rows[key] = d
             else:
@@ -100,6 +123,12 @@ class Harness:
             self._route(self.dist.process(self._events(self.settings.contributions_topic, contrib)))
         if rollup:
             self._route(self.roll.process(self._events(self.settings.rollup_topic, rollup)))
+        if supply:
+            records, _ = self.supply.process(self._events(self.settings.supply_topic, supply))
+            self._route(records)
+        if rows and self.rules:
+            records, _ = self.alerter.process(self._events(self.settings.region_rows_topic, rows))
+            self._route(records)
 
     def restore_from_changelog(self) -> None:
         """What a restarted worker does: rebuild the tables from their changelogs, and the
@@ -108,6 +137,8 @@ class Harness:
             "ent-changelog": self.ent_table,
             "dist-changelog": self.dist_table,
             "roll-changelog": self.roll_table,
+            "supply-changelog": self.supply_table,
+            "alert-changelog": self.alert_table,
         }
         for t in tables.values():
             t.data.clear()
