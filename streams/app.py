@@ -125,6 +125,28 @@ def create_app(settings: Settings) -> faust.App:
                     result = processor.process(events)
                     if isinstance(result, tuple):  # records, and transitions for the webhooks
                         await send_all(result[0])
+                        for t in result[1]:
+                            log.info(
+                                "alert %s %s: rule %s, %s %s, %s = %s on %s (threshold %s)",
+                                t["alert_id"],
+                                t["state"],
+                                t["rule"],
+                                t["level"] or "enterprise",
+                                "/".join(
+                                    x
+                                    for x in (
+                                        t["province"],
+                                        t["city"],
+                                        t["district"],
+                                        t["enterprise_id"],
+                                    )
+                                    if x
+                                ),
+                                t["metric"],
+                                t["value"],
+                                t["day"],
+                                t["threshold"],
+                            )
                         webhooks.submit(result[1])
                     else:
                         await send_all(result)

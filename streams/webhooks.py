@@ -80,7 +80,7 @@ class Webhooks:
                         problem = f"HTTP {resp.status}"
                 except (TimeoutError, OSError, Exception) as exc:  # noqa: BLE001
                     problem = f"{type(exc).__name__}: {exc}"
-                self.stats["retries"] += 1
+                self.stats["failed_attempts"] += 1
                 if attempt == self.attempts:
                     self.stats["failed"] += 1
                     log.error(

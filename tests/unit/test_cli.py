@@ -40,3 +40,19 @@ def test_readme_configuration_table_is_current() -> None:
 
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
     assert settings_markdown() in readme, "regenerate with `resumewatch settings --markdown`"
+
+
+def test_worker_refuses_an_invalid_rules_file(tmp_path: object) -> None:
+    import pathlib
+
+    rules = pathlib.Path(str(tmp_path)) / "rules.yaml"
+    rules.write_text("rules:\n  - name: a\n    metric: resumed\n    below: 0.9\n    clear: 0.5\n")
+    result = CliRunner().invoke(
+        main,
+        ["worker"],
+        env={"RESUMEWATCH_ALERT_RULES_FILE": str(rules), "RESUMEWATCH_STATE_DIR": str(tmp_path)},
+    )
+    assert result.exit_code != 0
+    assert f"invalid alert rules: {rules} line 5: rule a: clear (0.5) must be >= below (0.9)" in (
+        result.output
+    )
