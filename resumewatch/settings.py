@@ -115,7 +115,6 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(
         default=0.5, description="Max seconds the sink waits to fill a ClickHouse insert."
     )
-    worker_web_port: int = Field(default=16066, description="Faust worker web port (loopback).")
 
     @property
     def rules_path(self) -> Path:

@@ -29,6 +29,9 @@ class DistrictAgg:
         self.starts: dict[str, dict[int, int]] = {}
         # scope -> first day of the rows emitted so far (to retract rows that vanish)
         self.emitted: dict[str, int] = {}
+        # (scope, day) -> the values last emitted; unchanged rows are not sent again. Empty
+        # after a restart, so everything is sent once more then (idempotent downstream).
+        self.sent: dict[tuple[str, int], tuple[int, ...]] = {}
 
     def replace(self, eid: str, seq: int, contrib: dict[str, Any]) -> bool:
         """Make ``contrib`` the member's contribution; False if ``seq`` is older than held."""
@@ -87,6 +90,7 @@ class DistrictAgg:
             if before is not None and (first is None or first > before):
                 end = newest if first is None else min(first - 1, newest)
                 for day in range(before, end + 1):
+                    self.sent.pop((scope, day), None)
                     yield RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True)
             if first is None:
                 self.emitted.pop(scope, None)
@@ -105,7 +109,10 @@ class DistrictAgg:
                         acc[j] += delta[j]
                     i += 1
                 rep = reported.get(day)
-                yield RegionRow(day, self.key, scope, (*acc, *(rep or (0,) * REPORTED)))
+                v = (*acc, *(rep or (0,) * REPORTED))
+                if self.sent.get((scope, day)) != v:
+                    self.sent[(scope, day)] = v
+                    yield RegionRow(day, self.key, scope, v)
 
 
 class RollupAgg:

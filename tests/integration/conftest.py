@@ -163,6 +163,8 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
     yield make
     for p in made:
         p.stop()
+        if os.environ.get("RESUMEWATCH_KEEP_TEST_DATA"):
+            continue  # for debugging a failure: keep the database and topics
         client = p.clickhouse()
         client.execute(f"DROP DATABASE IF EXISTS {p.settings.clickhouse_database}")
         client.disconnect()
