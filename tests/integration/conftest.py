@@ -83,6 +83,16 @@ class Pipeline:
             out[key] = row_metrics(d)
         return out
 
+    def enterprise_daily(self, client: Any) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """enterprise_daily in the form of tests.reference.expected_enterprise_daily."""
+        from tests.reference import fen
+
+        got = client.execute(
+            "SELECT enterprise_id, day, district, status, reported, staff_on_duty, "
+            "output_value, appeals_opened, appeals_resolved FROM enterprise_daily"
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4], r[5], fen(r[6]), r[7], r[8]) for r in got}
+
     def wait_for_workers(self, n: int, timeout: float = 90) -> None:
         """Wait until the worker group is stable with ``n`` members (partitions shared)."""
         from kafka import KafkaAdminClient

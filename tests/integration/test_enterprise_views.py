@@ -8,7 +8,6 @@ from tests.reference import (
     expected_enterprise_daily,
     expected_rows,
     expected_supply_chain,
-    fen,
 )
 
 
@@ -30,14 +29,11 @@ def test_enterprise_views_match_the_reference(pipeline) -> None:  # type: ignore
     client = p.clickhouse()
     p.wait_for(lambda: p.region_rows(client) == want_rows, 180, "region_metrics")
 
-    def daily() -> dict[tuple[object, ...], tuple[object, ...]]:
-        got = client.execute(
-            "SELECT enterprise_id, day, district, status, reported, staff_on_duty, output_value,"
-            " appeals_opened, appeals_resolved FROM enterprise_daily"
-        )
-        return {(r[0], r[1]): (r[2], r[3], r[4], r[5], fen(r[6]), r[7], r[8]) for r in got}
-
-    p.wait_for(lambda: daily() == want_daily, 60, "enterprise_daily to equal the reference")
+    p.wait_for(
+        lambda: p.enterprise_daily(client) == want_daily,
+        60,
+        "enterprise_daily to equal the reference",
+    )
     got_chain = client.execute(
         "SELECT enterprise_id, day, suppliers, suppliers_resumed, supplier_readiness "
         "FROM supply_chain"

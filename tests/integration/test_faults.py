@@ -7,7 +7,7 @@ import time
 
 from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, stream
-from tests.reference import expected_enterprise_daily, expected_rows, fen
+from tests.reference import expected_enterprise_daily, expected_rows
 
 
 def test_worker_killed_mid_stream_then_restarted_is_exact(pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -42,12 +42,9 @@ def test_worker_killed_mid_stream_then_restarted_is_exact(pipeline) -> None:  # 
     p.wait_for(lambda: p.region_rows(client) == want, 600, "region_metrics to equal the reference")
     want_daily = expected_enterprise_daily(raws)
 
-    def daily() -> dict[tuple[object, ...], tuple[object, ...]]:
-        got = client.execute(
-            "SELECT enterprise_id, day, district, status, reported, staff_on_duty, "
-            "output_value, appeals_opened, appeals_resolved FROM enterprise_daily"
-        )
-        return {(r[0], r[1]): (r[2], r[3], r[4], r[5], fen(r[6]), r[7], r[8]) for r in got}
-
-    p.wait_for(lambda: daily() == want_daily, 120, "enterprise_daily to equal the reference")
+    p.wait_for(
+        lambda: p.enterprise_daily(client) == want_daily,
+        120,
+        "enterprise_daily to equal the reference",
+    )
     assert time.monotonic() - started < 600
