@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from resumewatch.settings import Settings
 from resumewatch.stack.procs import StackError
 
@@ -35,6 +37,18 @@ def ensure_topics(settings: Settings) -> list[str]:
             for t in wanted
             if t not in existing
         ]
+        # The worker's table changelogs too: a worker that creates them itself may subscribe
+        # before they are in the cluster metadata and leave their partitions unassigned.
+        new += [
+            NewTopic(
+                t,
+                settings.partitions,
+                settings.replication,
+                topic_configs={"cleanup.policy": "compact"},
+            )
+            for t in settings.changelog_topics
+            if t not in existing
+        ]
         created = []
         for topic in new:
             try:
@@ -42,6 +56,11 @@ def ensure_topics(settings: Settings) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+        # Let the new topics reach the broker's metadata before anyone subscribes to them.
+        everything = set(wanted) | set(settings.changelog_topics)
+        deadline = time.monotonic() + 30
+        while not everything <= set(admin.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.2)
         described = admin.describe_topics([settings.input_topic])
         have = len(described[0]["partitions"]) if described else settings.partitions
         if have != settings.partitions:

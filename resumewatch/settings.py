@@ -149,5 +149,11 @@ class Settings(BaseSettings):
         return f"{self.internal_prefix}-rollup"
 
     @property
+    def changelog_topics(self) -> list[str]:
+        """Changelog topics of the worker's tables (Faust's naming)."""
+        tables = ("enterprises", "districts", "rollups", "alerts", "supply")
+        return [f"{self.app_id}-{t}-changelog" for t in tables]
+
+    @property
     def sink_group(self) -> str:
         return f"{self.internal_prefix}-sink"
