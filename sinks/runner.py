@@ -12,6 +12,8 @@ import signal
 import time
 from typing import Any
 
+import orjson
+
 from resumewatch.settings import Settings
 from sinks.schema import ALERTS
 from sinks.writer import (
@@ -46,15 +48,18 @@ def clickhouse_client(settings: Settings, database: str | None = None) -> Any:
 
 def route(batcher: Batcher, settings: Settings, record: Any) -> None:
     """Turn one Kafka record into a row of the table it belongs to."""
+    # The worker packs the rows topics: one message holds many [key, row] records.
     if record.topic == settings.region_rows_topic:
-        row, retraction = region_record(record.value)
-        if retraction is None:
-            batcher.add("region_metrics", REGION_COLUMNS, row)
-        else:
-            batcher.retract("region_metrics", REGION_KEY, row, retraction)
+        for _key, d in orjson.loads(record.value):
+            row, retraction = region_record(d)
+            if retraction is None:
+                batcher.add("region_metrics", REGION_COLUMNS, row)
+            else:
+                batcher.retract("region_metrics", REGION_KEY, row, retraction)
     elif record.topic == settings.enterprise_rows_topic:
-        table, row = enterprise_row(record.value)
-        batcher.add(table.name, table.column_names, row)
+        for _key, d in orjson.loads(record.value):
+            table, row = enterprise_row(d)
+            batcher.add(table.name, table.column_names, row)
     elif record.topic == settings.alerts_topic:
         batcher.add("alerts", ALERTS.column_names, alert_row(record.value))
     elif record.topic == settings.dlq_topic:

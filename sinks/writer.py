@@ -126,9 +126,8 @@ class ClickHouseSink:
 REGION_KEY = ("level", "province", "city", "district", "sector", "above_scale_only", "day")
 
 
-def region_record(value: bytes) -> tuple[tuple[Any, ...], int | None]:
+def region_record(d: dict[str, Any]) -> tuple[tuple[Any, ...], int | None]:
     """A region row record -> (the row, None), or for a retraction (its key values, version)."""
-    d = orjson.loads(value)
     d["day"] = date.fromisoformat(d["day"])
     if d.get("deleted"):
         return tuple(d[c] for c in REGION_KEY), d["version"]
@@ -136,8 +135,8 @@ def region_record(value: bytes) -> tuple[tuple[Any, ...], int | None]:
     return tuple(d[c] for c in REGION_COLUMNS), None
 
 
-def region_row(value: bytes) -> tuple[Any, ...]:
-    row, retraction = region_record(value)
+def region_row(d: dict[str, Any]) -> tuple[Any, ...]:
+    row, retraction = region_record(d)
     assert retraction is None, "a retraction has no row"
     return row
 
@@ -169,9 +168,8 @@ def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
-def enterprise_row(value: bytes) -> tuple[Table, tuple[Any, ...]]:
+def enterprise_row(d: dict[str, Any]) -> tuple[Table, tuple[Any, ...]]:
     """A record of the enterprise rows topic -> (its table, the row)."""
-    d = orjson.loads(value)
     kind = d.pop("t")
     if kind == "timeline":
         d["seg_from"] = [_day(x) for x in d["seg_from"]]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -26,6 +28,7 @@ from streams.processing import (
     AlertProcessor,
     DistrictProcessor,
     EnterpriseProcessor,
+    OffsetGuard,
     Out,
     RollupProcessor,
     SupplyProcessor,
@@ -33,6 +36,22 @@ from streams.processing import (
 from streams.webhooks import Webhooks
 
 log = logging.getLogger("resumewatch.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A record read outside Faust, shaped like a Faust event for the batch handlers."""
+
+    message: Any
+
+
+def merge(events: list[Any], more: list[Any]) -> list[Any]:
+    """Both batches, each message once, in offset order per partition."""
+    seen: dict[tuple[str, int, int], Any] = {}
+    for event in [*events, *more]:
+        m = event.message
+        seen.setdefault((m.topic, m.partition, m.offset), event)
+    return [seen[k] for k in sorted(seen)]
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -94,10 +113,14 @@ def create_app(settings: Settings) -> faust.App:
     webhooks = Webhooks(settings.webhook_urls, settings.webhook_timeout, settings.webhook_retries)
     app.task(webhooks.run)
 
+    guards: list[OffsetGuard] = []
+
     async def forget_aggregates(*_: Any, **__: Any) -> None:
         # Partitions moved: rebuild the in-memory sums from the (recovered) tables on next use.
         dist.reset()
         roll.reset()
+        for guard in guards:
+            guard.forget()
 
     app.on_partitions_revoked.connect(forget_aggregates)
     app.on_partitions_assigned.connect(forget_aggregates)
@@ -116,15 +139,72 @@ def create_app(settings: Settings) -> faust.App:
             if pending:
                 await asyncio.gather(*pending)
 
+    filler: list[Any] = []  # one plain consumer (no group) that reads skipped offsets
+
+    async def fill(
+        guard: OffsetGuard, gaps: dict[tuple[str, int], tuple[int, int]]
+    ) -> list[Fetched]:
+        """The messages of each gap [start, end), read from Kafka directly."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        if not filler:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=settings.kafka_bootstrap.split(","),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            filler.append(consumer)
+        consumer = filler[0]
+        got: list[Fetched] = []
+        for (topic, partition), (start, end) in gaps.items():
+            log.warning(
+                "%s[%s]: the consumer skipped offsets %s to %s; reading them from Kafka",
+                topic,
+                partition,
+                start,
+                end - 1,
+            )
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            first = None
+            deadline = time.monotonic() + 120
+            while await consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"could not read {topic}[{partition}] {start}..{end - 1}")
+                records = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+                for r in records:
+                    if r.offset >= end:
+                        break
+                    first = r.offset if first is None else first
+                    got.append(Fetched(r))
+            if first is None or first > start:
+                # Retention removed them: go on from what the log still has.
+                log.warning("%s[%s]: offsets from %s are gone", topic, partition, start)
+                guard.skip_to((topic, partition), end if first is None else first)
+        return got
+
     def agent(channel: Any, name: str, processor: Any) -> None:
+        guard = OffsetGuard(processor.state)
+        guards.append(guard)
+
         async def run(stream: Any) -> None:
             async for events in stream.take_events(
                 settings.batch_max, within=settings.batch_seconds
             ):
                 try:
-                    result = processor.process(events)
+                    for _ in range(100):
+                        gaps = guard.gaps(events)
+                        if not gaps:
+                            break
+                        events = merge(events, await fill(guard, gaps))
+                    admitted = guard.admit(events)
+                    result = processor.process(admitted)
+                    records = result[0] if isinstance(result, tuple) else result
+                    guard.save({(e.message.topic, e.message.partition) for e in admitted}, records)
                     if isinstance(result, tuple):  # records, and transitions for the webhooks
-                        await send_all(result[0])
+                        await send_all(records)
                         for t in result[1]:
                             log.info(
                                 "alert %s %s: rule %s, %s %s, %s = %s on %s (threshold %s)",
@@ -149,7 +229,7 @@ def create_app(settings: Settings) -> faust.App:
                             )
                         webhooks.submit(result[1])
                     else:
-                        await send_all(result)
+                        await send_all(records)
                 except BaseException:
                     # Faust acknowledges a taken batch even when its handler fails, and would
                     # commit offsets of events whose results were never produced. Stop the

@@ -27,7 +27,9 @@ from streams.regions import DistrictAgg, RollupAgg
 from streams.supply import readiness_series
 
 log = logging.getLogger("resumewatch.worker")
-CLOCK = b"\x00clock"
+META = b"\x00"  # prefix of the bookkeeping keys in the agents' tables (not aggregates)
+CLOCK = META + b"clock"
+OFFSET = META + b"offset\x1f"
 KEY_SEP = "\x1e"  # joins the parts of a table key (region names never contain it)
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
 
@@ -48,6 +50,60 @@ class Out:
     partition: int | None = None
     headers: list[tuple[str, bytes]] | None = None
     changelog: bool = False
+
+
+# A packed message holds many records of one internal topic partition as a JSON array of
+# [key, value]: Faust and the Kafka clients cost time per message, not per byte.
+PACK_BYTES = 256 * 1024
+
+
+def packed_topics(settings: Settings) -> frozenset[str]:
+    return frozenset(
+        (
+            settings.contributions_topic,
+            settings.rollup_topic,
+            settings.region_rows_topic,
+            settings.enterprise_rows_topic,
+            settings.supply_topic,
+        )
+    )
+
+
+def pack(out: list[Out], topics: frozenset[str], partitions: int) -> list[Out]:
+    """Group the records for ``topics`` into packed messages per partition, in their order;
+    everything else passes as it is."""
+    result: list[Out] = []
+    groups: dict[tuple[str, int], list[Out]] = {}
+    for r in out:
+        if r.changelog or r.topic not in topics:
+            result.append(r)
+            continue
+        assert r.key is not None and r.value is not None
+        p = r.partition
+        if p is None:
+            p = stable_partition(r.key.decode(), partitions)
+        groups.setdefault((r.topic, p), []).append(r)
+    for (topic, p), records in groups.items():
+        chunk: list[Any] = []
+        size = 0
+        for r in records:
+            assert r.key is not None and r.value is not None
+            chunk.append((r.key.decode(), orjson.Fragment(r.value)))
+            size += len(r.key) + len(r.value) + 8
+            if size >= PACK_BYTES:
+                result.append(Out(topic, None, orjson.dumps(chunk), p))
+                chunk, size = [], 0
+        if chunk:
+            result.append(Out(topic, None, orjson.dumps(chunk), p))
+    return result
+
+
+def unpack(events: Sequence[Any]) -> Iterator[tuple[int, str, Any]]:
+    """(partition, key, value) of every record in a batch of packed messages."""
+    for event in events:
+        msg = event.message
+        for key, value in orjson.loads(msg.value):
+            yield msg.partition, key, value
 
 
 class TableState:
@@ -106,6 +162,76 @@ class _Clocks:
             self.state.put(p, _clock_key(p), self.values[p], out)
 
 
+class OffsetGuard:
+    """Admits every source message once, in offset order, whatever the consumer does.
+
+    The next offset to process per source partition is kept in the agent's own table and
+    saved with the batch's other changelog writes. The Faust consumer can skip messages
+    around restarts and rebalances (and commit offsets past messages no handler saw); a
+    batch whose messages start past the next offset has a gap, which the agent fills by
+    reading the missing offsets from Kafka itself. Messages before it were processed already.
+    """
+
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+        self.next: dict[tuple[str, int], int] = {}
+
+    def _key(self, tp: tuple[str, int]) -> bytes:
+        return OFFSET + f"{tp[0]}\x1f{tp[1]}".encode()
+
+    def _want(self, tp: tuple[str, int]) -> int:
+        want = self.next.get(tp)
+        if want is None:
+            # Nothing processed from this partition yet: from its start (the fill goes on
+            # from the first offset that retention kept).
+            want = self.next[tp] = self.state.get(self._key(tp)) or 0
+        return want
+
+    def gaps(self, events: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
+        """Per partition, the first range [start, end) of offsets missing from the batch."""
+        gaps: dict[tuple[str, int], tuple[int, int]] = {}
+        at: dict[tuple[str, int], int] = {}
+        for event in events:
+            msg = event.message
+            tp = (msg.topic, msg.partition)
+            if tp in gaps:
+                continue
+            want = at.get(tp)
+            if want is None:
+                want = self._want(tp)
+            if msg.offset > want:
+                gaps[tp] = (want, msg.offset)
+            elif msg.offset == want:
+                at[tp] = want + 1
+        return gaps
+
+    def admit(self, events: Sequence[Any]) -> list[Any]:
+        """The events not processed yet, in order; the batch must have no gap."""
+        admitted = []
+        for event in events:
+            msg = event.message
+            tp = (msg.topic, msg.partition)
+            want = self._want(tp)
+            if msg.offset == want:
+                admitted.append(event)
+                self.next[tp] = want + 1
+            elif msg.offset > want:
+                raise RuntimeError(f"{tp[0]}[{tp[1]}]: offsets {want} to {msg.offset - 1} missing")
+        return admitted
+
+    def skip_to(self, tp: tuple[str, int], offset: int) -> None:
+        """The partition's log starts at ``offset`` now (retention removed the rest)."""
+        self.next[tp] = max(self._want(tp), offset)
+
+    def save(self, partitions: set[tuple[str, int]], out: list[Out]) -> None:
+        for tp in partitions:
+            self.state.put(tp[1], self._key(tp), self.next[tp], out)
+
+    def forget(self) -> None:
+        """Partitions moved: read the next offsets from the (recovered) table again."""
+        self.next.clear()
+
+
 class EnterpriseProcessor:
     """enterprise-status (key enterprise_id) -> per-enterprise state -> district contributions."""
 
@@ -114,6 +240,7 @@ class EnterpriseProcessor:
         self.tz = ZoneInfo(settings.timezone)
         self.state = TableState(table)
         self.supply = supply  # feed the supply agent (only needed for supplier rules)
+        self.packed = packed_topics(settings)
 
     def _dead_letter(self, out: list[Out], event: Any, reason: str) -> None:
         msg = event.message
@@ -250,7 +377,7 @@ class EnterpriseProcessor:
                 out.append(Out(self.s.contributions_topic, b"\x00tick", tick, q))
                 if self.supply:
                     out.append(Out(self.s.supply_topic, b"\x00tick", tick, q))
-        return out
+        return pack(out, self.packed, n)
 
 
 class _Lazy:
@@ -269,7 +396,7 @@ class _Lazy:
             return
         self.drop(p)
         for raw_key, raw in self.state.items():
-            if raw_key.startswith(CLOCK):
+            if raw_key.startswith(META):
                 continue
             parts = raw_key.decode().split(KEY_SEP)
             if stable_partition(parts[0], self.partitions) == p:
@@ -293,6 +420,7 @@ class DistrictProcessor(_Lazy):
     def __init__(self, settings: Settings, table: Any) -> None:
         super().__init__(TableState(table), settings.partitions)
         self.s = settings
+        self.packed = packed_topics(settings)
         self.aggs: dict[str, DistrictAgg] = {}
 
     def drop(self, p: int) -> None:
@@ -312,15 +440,11 @@ class DistrictProcessor(_Lazy):
         out: list[Out] = []
         clocks = _Clocks(self.state)
         changed: dict[str, int] = {}  # district -> first day to emit
-        for event in events:
-            msg = event.message
-            p = msg.partition
+        for p, key, body in unpack(events):
             self.ensure(p)
-            body = orjson.loads(msg.value)
             if "tick" in body:
                 clocks.advance(p, body["tick"])
                 continue
-            key = msg.key.decode()
             agg = self.aggs.get(key)
             if agg is None:
                 agg = self.aggs[key] = DistrictAgg(key)
@@ -356,7 +480,7 @@ class DistrictProcessor(_Lazy):
                             stable_partition(parent, n),
                         )
                     )
-        return out
+        return pack(out, self.packed, n)
 
 
 class RollupProcessor(_Lazy):
@@ -365,6 +489,7 @@ class RollupProcessor(_Lazy):
     def __init__(self, settings: Settings, table: Any) -> None:
         super().__init__(TableState(table), settings.partitions)
         self.s = settings
+        self.packed = packed_topics(settings)
         self.aggs: dict[str, RollupAgg] = {}
 
     def drop(self, p: int) -> None:
@@ -379,12 +504,8 @@ class RollupProcessor(_Lazy):
     def process(self, events: Sequence[Any]) -> list[Out]:
         out: list[Out] = []
         changed: dict[tuple[str, int, str], int] = {}
-        for event in events:
-            msg = event.message
-            p = msg.partition
+        for p, parent, body in unpack(events):
             self.ensure(p)
-            parent = msg.key.decode()
-            body = orjson.loads(msg.value)
             agg = self.aggs.get(parent)
             if agg is None:
                 agg = self.aggs[parent] = RollupAgg(parent)
@@ -401,7 +522,7 @@ class RollupProcessor(_Lazy):
         for (parent, day, scope), p in changed.items():
             row = self.aggs[parent].row(day, scope)
             out.append(Out(self.s.region_rows_topic, parent.encode(), row.to_json(version), p))
-        return out
+        return pack(out, self.packed, self.partitions)
 
 
 class AlertProcessor:
@@ -426,19 +547,17 @@ class AlertProcessor:
         """Returns the records to produce and the transitions (for the webhooks)."""
         out: list[Out] = []
         changed: dict[bytes, tuple[int, dict[str, Any], list[Rule], dict[str, Any]]] = {}
-        for event in events:
-            msg = event.message
-            d = orjson.loads(msg.value)
+        for p, region, d in unpack(events):
             rules = self.by_scope.get((d["level"], d["sector"], d["above_scale_only"]))
             if not rules:
                 continue
-            key = f"{msg.key.decode()}{KEY_SEP}{d['sector']}{KEY_SEP}{d['above_scale_only']}"
+            key = f"{region}{KEY_SEP}{d['sector']}{KEY_SEP}{d['above_scale_only']}"
             skey = key.encode()
             entry = changed.get(skey)
             if entry is None:
                 st = self.state.get(skey) or {"d": {}, "e": {}}
                 scope = {k: d[k] for k in ALERT_SCOPE}
-                entry = changed[skey] = (msg.partition, st, rules, scope)
+                entry = changed[skey] = (p, st, rules, scope)
             series = entry[1]["d"]
             if d.get("deleted"):
                 series.pop(d["day"], None)
@@ -499,6 +618,7 @@ class SupplyProcessor:
         self.s = settings
         self.state = TableState(table)
         self.rules = [r for r in rules if r.metric == "supplier_readiness"]
+        self.packed = packed_topics(settings)
 
     def _send(self, out: list[Out], to: str, body: dict[str, Any]) -> None:
         out.append(
@@ -529,10 +649,7 @@ class SupplyProcessor:
             return loaded[x][1]
 
         clocks = _Clocks(self.state)
-        for event in events:
-            msg = event.message
-            p = msg.partition
-            body = orjson.loads(msg.value)
+        for p, _key, body in unpack(events):
             if "tick" in body:
                 clocks.advance(p, body["tick"])
                 continue
@@ -589,7 +706,7 @@ class SupplyProcessor:
         # A new newest day moves every series on (a drop resolves the day after, say).
         n = self.s.partitions
         for raw_key, _raw in self.state.items() if clocks.advanced else ():
-            if not raw_key.startswith(CLOCK):
+            if not raw_key.startswith(META):
                 x = raw_key.decode()
                 p = stable_partition(x, n)
                 if p in clocks.advanced and load(x, p)["sl"]:
@@ -608,7 +725,7 @@ class SupplyProcessor:
                 )
         for x, (p, st) in loaded.items():
             self.state.put(p, x.encode(), st, out)
-        return out, transitions
+        return pack(out, self.packed, n), transitions
 
     def _evaluate(
         self, x: str, st: dict[str, Any], newest: int, at: str

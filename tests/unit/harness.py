@@ -104,19 +104,19 @@ class Harness:
                 self.enterprise_rows.append(r)
             elif r.topic == self.settings.region_rows_topic:
                 assert r.value is not None
-                d = orjson.loads(r.value)
-                key = (
-                    d["day"],
-                    d["level"],
-                    d["province"],
-                    d["city"],
-                    d["district"],
-                    d["sector"],
-                    d["above_scale_only"],
-                )
                 rows.append((r.key, r.value, r.partition or 0))
-                if key not in self.rows or self.rows[key]["version"] <= d["version"]:
-                    self.rows[key] = d
+                for _region, d in orjson.loads(r.value):
+                    key = (
+                        d["day"],
+                        d["level"],
+                        d["province"],
+                        d["city"],
+                        d["district"],
+                        d["sector"],
+                        d["above_scale_only"],
+                    )
+                    if key not in self.rows or self.rows[key]["version"] <= d["version"]:
+                        self.rows[key] = d
             else:
                 self.changelog.append(r)
         if contrib:

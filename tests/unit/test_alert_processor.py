@@ -44,7 +44,8 @@ class Run:
         events = []
         for v in values:
             self.offset += 1
-            events.append(Ev(Msg("region-rows", 0, self.offset, KEY.encode(), v)))
+            packed = orjson.dumps([[KEY, orjson.Fragment(v)]])
+            events.append(Ev(Msg("region-rows", 0, self.offset, None, packed)))
         out, transitions = self.proc.process(events)
         for r in out:
             if r.changelog:

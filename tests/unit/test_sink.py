@@ -27,7 +27,7 @@ def test_batcher_writes_one_insert_per_table() -> None:
     )
     value = row_in.to_json(1_581_292_800_000_000_000)
     for _ in range(3):
-        b.add("region_metrics", REGION_COLUMNS, region_row(value))
+        b.add("region_metrics", REGION_COLUMNS, region_row(orjson.loads(value)))
     b.add(
         "dead_letters",
         DEAD_LETTER_COLUMNS,
@@ -67,11 +67,11 @@ def test_retraction_deletes_only_older_versions() -> None:
     sink = MemorySink()
     b = Batcher(sink)
     for version in (1, 3):
-        row, retraction = region_record(live.to_json(version))
+        row, retraction = region_record(orjson.loads(live.to_json(version)))
         assert retraction is None
         b.add("region_metrics", REGION_COLUMNS, row)
     gone = RegionRow(day, key, "*\x1f0", (0,) * WIDTH, deleted=True)
-    values, version = region_record(gone.to_json(2))
+    values, version = region_record(orjson.loads(gone.to_json(2)))
     assert version == 2
     b.retract("region_metrics", REGION_KEY, values, version)
     assert b.flush() == {"region_metrics": 2, "region_metrics retractions": 1}
