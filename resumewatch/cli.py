@@ -57,10 +57,19 @@ def stack() -> None:
 
 
 @stack.command("up")
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Kafka nodes to run (KRaft; 3 makes a real cluster).  "
+    "[default: RESUMEWATCH_KAFKA_BROKERS, 1]",
+)
 @click.pass_context
-def stack_up(ctx: click.Context) -> None:
+def stack_up(ctx: click.Context, brokers: int | None) -> None:
     """Start Kafka (KRaft) and ClickHouse on loopback unless they already run."""
     s = _settings(ctx)
+    if brokers is not None:
+        s = s.model_copy(update={"kafka_brokers": brokers})
     try:
         for line in Stack(s).up():
             click.echo(line)

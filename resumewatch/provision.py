@@ -33,7 +33,12 @@ def ensure_topics(settings: Settings) -> list[str]:
             settings.supply_topic,
         ]
         new = [
-            NewTopic(t, settings.partitions, settings.replication)
+            NewTopic(
+                t,
+                settings.partitions,
+                settings.topic_replication,
+                topic_configs=settings.topic_configs,
+            )
             for t in wanted
             if t not in existing
         ]
@@ -43,8 +48,8 @@ def ensure_topics(settings: Settings) -> list[str]:
             NewTopic(
                 t,
                 settings.partitions,
-                settings.replication,
-                topic_configs={"cleanup.policy": "compact"},
+                settings.topic_replication,
+                topic_configs={"cleanup.policy": "compact", **settings.topic_configs},
             )
             for t in settings.changelog_topics
             if t not in existing

@@ -27,7 +27,14 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(
         default=19093, description="Local KRaft controller port (loopback)."
     )
-    kafka_heap: str = Field(default="768m", description="JVM heap (-Xmx) of the local broker.")
+    kafka_heap: str = Field(default="768m", description="JVM heap (-Xmx) of each local broker.")
+    kafka_brokers: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Kafka nodes `stack up` runs (KRaft, each broker + controller); node i "
+        "listens on kafka_port + 2(i-1) and kafka_controller_port + 2(i-1).",
+    )
     clickhouse_binary: str = Field(
         default="",
         description="ClickHouse server command; empty picks `clickhouse server` when a "
@@ -61,7 +68,12 @@ class Settings(BaseSettings):
     partitions: int = Field(
         default=4, description="Partitions of every topic the pipeline creates."
     )
-    replication: int = Field(default=1, description="Replication factor of created topics.")
+    replication: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replication factor of the topics the pipeline creates; empty: "
+        "min(3, kafka_brokers). With 3 or more the topics get min.insync.replicas 2.",
+    )
 
     # --- semantics -------------------------------------------------------------------
     timezone: str = Field(default="Asia/Shanghai", description="Time zone of local days.")
@@ -127,6 +139,15 @@ class Settings(BaseSettings):
     @property
     def app_id(self) -> str:
         return self.internal_prefix
+
+    @property
+    def topic_replication(self) -> int:
+        return self.replication or min(3, self.kafka_brokers)
+
+    @property
+    def topic_configs(self) -> dict[str, str]:
+        """Configs of created topics: acks=all writes need 2 in-sync copies from 3 up."""
+        return {"min.insync.replicas": "2"} if self.topic_replication >= 3 else {}
 
     @property
     def contributions_topic(self) -> str:

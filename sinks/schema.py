@@ -23,9 +23,15 @@ class Table:
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
-    def create(self, db: str) -> str:
+    def create(self, db: str, as_name: str | None = None) -> str:
         cols = ", ".join(f"{name} {ctype}" for name, ctype in self.columns)
-        return f"CREATE TABLE IF NOT EXISTS {db}.{self.name} ({cols}) ENGINE = {self.engine}"
+        name = as_name or self.name
+        return f"CREATE TABLE IF NOT EXISTS {db}.{name} ({cols}) ENGINE = {self.engine}"
+
+    @property
+    def sorting_key(self) -> str:
+        """As system.tables.sorting_key shows it: "a, b, c"."""
+        return self.engine.split("ORDER BY", 1)[1].strip().strip("()")
 
 
 RATE = "Nullable(Float64)"
@@ -167,7 +173,9 @@ ALERTS = Table(
         ("at", "DateTime"),
         ("version", "UInt64"),
     ),
-    "ReplacingMergeTree(version) ORDER BY (alert_id, state, day)",
+    # One row per alert and state: when it fired and, once it did, when it resolved (a
+    # transition sent again after a worker crash, or after a correction, replaces the old one).
+    "ReplacingMergeTree(version) ORDER BY (alert_id, state)",
 )
 TABLES = (
     ALERTS,
@@ -262,26 +270,45 @@ def statements(database: str) -> list[str]:
 
 
 def migrate(execute: Callable[..., Any], database: str) -> int:
-    """Create what is missing, and add columns that a table of an older version lacks.
+    """Create what is missing, add columns that a table of an older version lacks, and move a
+    table whose sorting key changed into one with the new key.
 
     Safe to repeat. Returns the number of statements run.
     """
     stmts = statements(database)
     for sql in stmts:
         execute(sql)
+    where = {"db": database}
     for table in TABLES:
         have = {
             row[0]
             for row in execute(
                 "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
-                {"db": database, "t": table.name},
+                {**where, "t": table.name},
             )
         }
         after = None
         for name, ctype in table.columns:
             if name not in have:
-                where = f" AFTER {after}" if after else ""
-                execute(f"ALTER TABLE {database}.{table.name} ADD COLUMN {name} {ctype}{where}")
+                at = f" AFTER {after}" if after else ""
+                execute(f"ALTER TABLE {database}.{table.name} ADD COLUMN {name} {ctype}{at}")
                 stmts.append(name)
             after = name
+        key = execute(
+            "SELECT sorting_key FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            {**where, "t": table.name},
+        )
+        if key and key[0][0] != table.sorting_key:
+            old, new = f"{database}.{table.name}", f"{database}.{table.name}__migrating"
+            cols = ", ".join(table.column_names)
+            moves = [
+                f"DROP TABLE IF EXISTS {new}",
+                table.create(database, f"{table.name}__migrating"),
+                f"INSERT INTO {new} ({cols}) SELECT {cols} FROM {old}",
+                f"RENAME TABLE {old} TO {old}__old, {new} TO {old}",
+                f"DROP TABLE {old}__old",
+            ]
+            for sql in moves:
+                execute(sql)
+            stmts += moves
     return len(stmts)

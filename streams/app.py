@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> faust.App:
         # Faust keeps a small data directory even with the memory store; not in the cwd.
         datadir=str(datadir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication,
+        topic_replication_factor=settings.topic_replication,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,

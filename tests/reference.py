@@ -217,3 +217,73 @@ def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key
             out.setdefault((day, *scope), [0] * len(METRICS))
             day += timedelta(days=1)
     return {k: tuple(v) for k, v in out.items()}
+
+
+RATES = {  # metric -> (numerator, denominator) indexes into METRICS
+    "resumption_rate": (1, 0),
+    "report_compliance": (4, 0),
+    "workforce_rate": (5, 6),
+    "capacity_attainment": (7, 8),
+    "appeal_resolution_rate": (10, 9),
+}
+
+
+def _value(metric: str, m: tuple[int, ...]) -> float | None:
+    if metric in RATES:
+        num, den = RATES[metric]
+        return m[num] / m[den] if m[den] else None
+    if metric in ("output_value", "capacity_value"):
+        return m[METRICS.index(metric.replace("value", "fen"))] / 100
+    return float(m[METRICS.index(metric)])
+
+
+def _firing_since(rule: Any, series: list[tuple[date, float | None, int]]) -> date | None:
+    """CONTRACT §5 over one scope's days in order: the day the alert firing at the end fired."""
+    since = None
+    previous = None
+    for day, value, enterprises in sorted(series, key=lambda x: x[0]):
+        if value is None or enterprises < rule.min_enterprises:
+            previous = value
+            continue
+        if rule.below is not None:
+            clear = rule.clear if rule.clear is not None else rule.below
+            if since is None and value < rule.below:
+                since = day
+            elif since is not None and value >= clear:
+                since = None
+        else:
+            fell = previous is not None and previous - value >= rule.drop - 1e-9
+            if since is None and fell:
+                since = day
+            elif since is not None and not fell:
+                since = None
+        previous = value
+    return since
+
+
+def expected_firing(
+    rows: dict[Key, tuple[int, ...]],
+    supply: dict[tuple[str, date], tuple[int, int]],
+    rules: list[Any],
+) -> set[tuple[str, str, str, str, str, str, int, str, date]]:
+    """The alerts firing after all the data: (rule, level, province, city, district, sector,
+    above_scale_only, enterprise_id, day it fired); supplier alerts by enterprise only (their
+    region columns ''), for rules on every sector and size."""
+    out = set()
+    for rule in rules:
+        series: dict[tuple[Any, ...], list[tuple[date, float | None, int]]] = defaultdict(list)
+        if rule.metric == "supplier_readiness":
+            assert rule.sector == "*" and not rule.above_scale_only
+            for (eid, day), (n, resumed) in supply.items():
+                series[("", "", "", "", "*", 0, eid)].append((day, resumed / n, n))
+        else:
+            for (day, level, *region, sector, above), m in rows.items():
+                if (level, sector, above) == (rule.level, rule.sector, rule.above_scale_only):
+                    series[(level, *region, sector, above, "")].append(
+                        (day, _value(rule.metric, m), m[0])
+                    )
+        for scope, days in series.items():
+            since = _firing_since(rule, days)
+            if since is not None:
+                out.add((rule.name, *scope, since))
+    return out

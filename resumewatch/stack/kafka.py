@@ -1,10 +1,12 @@
-"""Apache Kafka from its Maven Central artifacts, one KRaft node (broker + controller)."""
+"""Apache Kafka from its Maven Central artifacts in KRaft mode: one node, or a cluster of
+``kafka_brokers`` nodes (each broker + controller) on consecutive loopback ports."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 from resumewatch.settings import Settings
 from resumewatch.stack.procs import (
@@ -53,12 +55,47 @@ logger.server.level = INFO
 class Kafka:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
+        self.n = settings.kafka_brokers
         self.home = settings.state_dir.resolve() / "kafka"
         self.libs = self.home / "dist" / settings.kafka_version / "libs"
-        self.data = self.home / "data"
-        self.config = self.home / "server.properties"
-        self.log = self.home / "kafka.log"
-        self.pidfile = self.home / "kafka.pid"
+        # Node 1 lives in the top directory; nodes 2.. in node-<i>/.
+        self.data = self.data_dir(1)
+        self.config = self.node_dir(1) / "server.properties"
+        self.log = self.log_file(1)
+        self.pidfile = self.pid_file(1)
+
+    def node_dir(self, i: int) -> Path:
+        return self.home if i == 1 else self.home / f"node-{i}"
+
+    def data_dir(self, i: int) -> Path:
+        return self.node_dir(i) / "data"
+
+    def log_file(self, i: int) -> Path:
+        return self.node_dir(i) / "kafka.log"
+
+    def pid_file(self, i: int) -> Path:
+        return self.node_dir(i) / "kafka.pid"
+
+    def port(self, i: int) -> int:
+        return self.s.kafka_port + 2 * (i - 1)
+
+    def controller_port(self, i: int) -> int:
+        return self.s.kafka_controller_port + 2 * (i - 1)
+
+    @property
+    def nodes(self) -> range:
+        return range(1, self.n + 1)
+
+    @property
+    def known_nodes(self) -> range:
+        """Every node this state directory has: stop them all, whatever the setting says."""
+        size_file = self.home / "cluster.size"
+        size = int(size_file.read_text()) if size_file.exists() else 1
+        return range(1, max(self.n, size) + 1)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.port(i)}" for i in self.nodes)
 
     # -- install ------------------------------------------------------------------
     def ensure_installed(self) -> None:
@@ -96,30 +133,40 @@ class Kafka:
 
     # -- lifecycle ----------------------------------------------------------------
     def pid(self) -> int | None:
+        """The first node's pid (the one a single-node stack runs)."""
         return read_pid(self.pidfile)
 
-    def _write_config(self) -> None:
+    def pids(self) -> list[int | None]:
+        return [read_pid(self.pid_file(i)) for i in self.nodes]
+
+    def _write_config(self, i: int) -> None:
         s = self.s
-        self.config.write_text(
+        replicas = min(3, self.n)
+        min_isr = 2 if self.n >= 3 else 1
+        voters = ",".join(f"{j}@127.0.0.1:{self.controller_port(j)}" for j in self.nodes)
+        self.node_dir(i).mkdir(parents=True, exist_ok=True)
+        (self.node_dir(i) / "server.properties").write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
-                    f"CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+                    f"node.id={i}",
+                    f"controller.quorum.voters={voters}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port(i)},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port(i)}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port(i)}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={self.data}",
+                    f"log.dirs={self.data_dir(i)}",
                     f"num.partitions={s.partitions}",
-                    "offsets.topic.replication.factor=1",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={min_isr}",
+                    f"offsets.topic.replication.factor={replicas}",
                     "offsets.topic.num.partitions=8",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={min_isr}",
+                    f"share.coordinator.state.topic.replication.factor={replicas}",
+                    f"share.coordinator.state.topic.min.isr={min_isr}",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
                     "log.retention.hours=-1",
@@ -142,10 +189,20 @@ class Kafka:
             *args,
         ]
 
-    def _format(self) -> None:
-        if (self.data / "meta.properties").exists():
+    def _format(self, i: int) -> None:
+        size_file = self.home / "cluster.size"
+        size = int(size_file.read_text()) if size_file.exists() else None
+        if size is None and (self.data_dir(1) / "meta.properties").exists():
+            size = 1  # formatted before the size was recorded
+        if size is not None and size != self.n:
+            raise StackError(
+                f"The Kafka state in {self.home} is a {size}-node "
+                f"cluster, not {self.n}; run `resumewatch stack down` and remove {self.home} "
+                "(keep its dist/ to skip the download), or use another RESUMEWATCH_STATE_DIR."
+            )
+        if (self.data_dir(i) / "meta.properties").exists():
             return
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.data_dir(i).mkdir(parents=True, exist_ok=True)
         cluster_id_file = self.home / "cluster.id"
         if not cluster_id_file.exists():
             # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
@@ -159,57 +216,70 @@ class Kafka:
             "-t",
             cluster_id_file.read_text().strip(),
             "-c",
-            str(self.config),
+            str(self.node_dir(i) / "server.properties"),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
         if proc.returncode != 0:
             raise StackError(f"Formatting Kafka storage failed: {proc.stderr.strip()[-500:]}")
+        size_file.write_text(f"{self.n}\n")
 
     def start(self, timeout: float = 90.0) -> bool:
-        """Start the broker unless it runs; wait until a metadata request succeeds."""
-        if self.pid() is not None:
-            self.wait_ready(timeout)
-            return False
-        for port in (self.s.kafka_port, self.s.kafka_controller_port):
-            if port_in_use(port):
-                raise StackError(
-                    f"Port {port} on 127.0.0.1 is taken by another program; stop it or set "
-                    "RESUMEWATCH_KAFKA_PORT / RESUMEWATCH_KAFKA_CONTROLLER_PORT to free ports."
-                )
-        self.ensure_installed()
-        self.home.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        self._format()
-        start_process(
-            self._java("kafka.Kafka", str(self.config), heap=self.s.kafka_heap),
-            self.log,
-            self.pidfile,
-        )
+        """Start every node that is not running; wait until the cluster answers with all its
+        brokers. False if all of them were running already."""
+        todo = [i for i in self.nodes if read_pid(self.pid_file(i)) is None]
+        for i in todo:
+            for port in (self.port(i), self.controller_port(i)):
+                if port_in_use(port):
+                    raise StackError(
+                        f"Port {port} on 127.0.0.1 is taken by another program; stop it or set "
+                        "RESUMEWATCH_KAFKA_PORT / RESUMEWATCH_KAFKA_CONTROLLER_PORT to free "
+                        "ports."
+                    )
+        if todo:
+            self.ensure_installed()
+            self.home.mkdir(parents=True, exist_ok=True)
+        for i in todo:
+            self._write_config(i)
+            self._format(i)
+        for i in todo:
+            self.start_node(i, wait=False)
         self.wait_ready(timeout)
-        return True
+        return bool(todo)
+
+    def start_node(self, i: int, wait: bool = True, timeout: float = 90.0) -> None:
+        start_process(
+            self._java(
+                "kafka.Kafka", str(self.node_dir(i) / "server.properties"), heap=self.s.kafka_heap
+            ),
+            self.log_file(i),
+            self.pid_file(i),
+        )
+        if wait:
+            self.wait_ready(timeout)
+
+    def stop_node(self, i: int) -> bool:
+        return stop_process(self.pid_file(i), timeout=60)
 
     def ready(self) -> bool:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(
-            bootstrap_servers=f"127.0.0.1:{self.s.kafka_port}",
-            request_timeout_ms=3000,
-        )
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
         try:
             admin.list_topics()
-            return True
+            return len(admin.describe_cluster()["brokers"]) == self.n
         finally:
             admin.close()
 
     def wait_ready(self, timeout: float) -> None:
-        pid = self.pid()
+        pids = self.pids()
         wait_until(
             self.ready,
             timeout,
             "Kafka",
-            alive=(lambda: pid is not None and pid_alive(pid)),
+            alive=(lambda: all(pid is not None and pid_alive(pid) for pid in pids)),
             log=self.log,
         )
 
     def stop(self) -> bool:
-        return stop_process(self.pidfile, timeout=60)
+        stopped = [self.stop_node(i) for i in self.known_nodes]
+        return any(stopped)

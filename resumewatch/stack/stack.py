@@ -32,9 +32,10 @@ class Stack:
     def up(self) -> list[str]:
         """Start Kafka and ClickHouse unless running; returns what happened, one line each."""
         said = []
+        nodes = "" if self.kafka.n == 1 else f" ({self.kafka.n} nodes)"
         said.append(
             ("started" if self.kafka.start() else "already running") + " Kafka "
-            f"{self.s.kafka_version} on 127.0.0.1:{self.s.kafka_port}"
+            f"{self.s.kafka_version}{nodes} on {self.kafka.bootstrap}"
         )
         said.append(
             ("started" if self.clickhouse.start() else "already running")
@@ -71,10 +72,17 @@ class Stack:
         return said or ["nothing was running"]
 
     def status(self) -> list[ServiceStatus]:
-        return [
+        kafka = [
             ServiceStatus(
-                "kafka", self.kafka.pid(), f"127.0.0.1:{self.s.kafka_port}", self.kafka.log
-            ),
+                "kafka" if len(self.kafka.known_nodes) == 1 else f"kafka-{i}",
+                read_pid(self.kafka.pid_file(i)),
+                f"127.0.0.1:{self.kafka.port(i)}",
+                self.kafka.log_file(i),
+            )
+            for i in self.kafka.known_nodes
+        ]
+        return [
+            *kafka,
             ServiceStatus(
                 "clickhouse",
                 self.clickhouse.pid(),

@@ -78,3 +78,40 @@ def test_enterprise_daily_and_supply_chain_views_on_current_clickhouse(tmp_path:
         assert chain.split() == [f'"A","2020-02-1{d}",1,0,0' for d in range(4)]
     finally:
         sess.close()
+
+
+def test_migrate_moves_alerts_of_an_older_sorting_key_to_the_new_one(tmp_path: object) -> None:
+    from chdb import session
+
+    from sinks.schema import ALERTS, migrate
+
+    sess = session.Session(str(tmp_path))
+
+    def execute(sql: str, params: dict[str, str] | None = None) -> list[tuple[str, ...]]:
+        for k, v in (params or {}).items():
+            sql = sql.replace(f"%({k})s", f"'{v}'")
+        out = str(sess.query(sql, "TabSeparated")).strip()
+        return [tuple(line.split("\t")) for line in out.splitlines()] if out else []
+
+    try:
+        sess.query("CREATE DATABASE rw_m")
+        old = ALERTS.create("rw_m").replace(
+            "ORDER BY (alert_id, state)", "ORDER BY (alert_id, state, day)"
+        )
+        sess.query(old)
+        sess.query(
+            "INSERT INTO rw_m.alerts (alert_id, rule, state, day, at, version) VALUES "
+            "('a1', 'r', 'firing', '2020-02-10', now(), 1),"
+            "('a1', 'r', 'resolved', '2020-02-12', now(), 2),"
+            "('a1', 'r', 'resolved', '2020-02-13', now(), 3)"
+        )
+        migrate(execute, "rw_m")
+        assert execute(
+            "SELECT sorting_key FROM system.tables WHERE database = 'rw_m' AND name = 'alerts'"
+        ) == [("alert_id, state",)]
+        got = execute("SELECT state, toString(day) FROM rw_m.alerts FINAL ORDER BY version")
+        assert got == [("firing", "2020-02-10"), ("resolved", "2020-02-13")]
+        migrate(execute, "rw_m")  # nothing left to move
+        assert execute("SELECT count() FROM rw_m.alerts FINAL") == [("2",)]
+    finally:
+        sess.close()
