@@ -100,7 +100,12 @@ class Pipeline:
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap.split(","))
 
         def stable() -> bool:
-            group = admin.describe_groups([self.settings.app_id])[self.settings.app_id]
+            from kafka.errors import KafkaError
+
+            try:
+                group = admin.describe_groups([self.settings.app_id])[self.settings.app_id]
+            except KafkaError:  # e.g. a new cluster's group coordinator is not elected yet
+                return False
             return group.get("group_state") == "Stable" and len(group.get("members", [])) == n
 
         try:

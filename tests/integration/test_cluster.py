@@ -67,7 +67,7 @@ def test_three_brokers_one_killed_mid_stream_loses_nothing(pipeline, cluster: Ka
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap.split(","))
     try:
         for t in admin.describe_topics([p.settings.input_topic, *p.settings.changelog_topics]):
-            assert all(len(part["replicas"]) == 3 for part in t["partitions"]), t
+            assert all(len(part["replica_nodes"]) == 3 for part in t["partitions"]), t
         configs = admin.describe_configs([ConfigResource("TOPIC", p.settings.input_topic)])
         assert min_insync(configs) == "2"
     finally:
