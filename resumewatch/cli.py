@@ -302,6 +302,71 @@ def gateway(ctx: click.Context) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command("sql")
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="A readable table, CSV with a header, or one JSON object per line.",
+)
+@click.pass_context
+def sql_cmd(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run QUERY in ClickHouse as the read-only analyst user and print the result.
+
+    The database is RESUMEWATCH_CLICKHOUSE_DATABASE; the user and password come from
+    RESUMEWATCH_CLICKHOUSE_ANALYST_USER / _PASSWORD. Writes are refused by ClickHouse.
+    """
+    import csv
+    import sys
+
+    import orjson
+    from clickhouse_driver import Client
+    from clickhouse_driver.errors import Error as ClickHouseError
+
+    s = _settings(ctx)
+    client = Client(
+        s.clickhouse_host,
+        port=s.clickhouse_port,
+        user=s.clickhouse_analyst_user,
+        password=s.clickhouse_analyst_password.get_secret_value(),
+        database=s.clickhouse_database,
+        connect_timeout=5,
+    )
+    try:
+        rows, columns = client.execute(query, with_column_types=True)
+    except ClickHouseError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(f"ClickHouse refused the query: {first}") from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"No ClickHouse answers at {s.clickhouse_host}:{s.clickhouse_port} ({exc}); "
+            "run `resumewatch stack up`."
+        ) from exc
+    finally:
+        client.disconnect()
+    names = [c[0] for c in columns]
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif fmt == "json":
+        for row in rows:
+            line = orjson.dumps(dict(zip(names, row, strict=True)), default=str)
+            click.echo(line.decode())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*names)
+        for row in rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        Console().print(table)
+        click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
 @main.command("alerts")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context

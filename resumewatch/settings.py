@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,8 +52,19 @@ class Settings(BaseSettings):
     clickhouse_host: str = Field(default="127.0.0.1", description="ClickHouse host.")
     clickhouse_port: int = Field(default=19000, description="ClickHouse native TCP port.")
     clickhouse_user: str = Field(default="default", description="ClickHouse user of the sink.")
-    clickhouse_password: str = Field(default="", description="Password of clickhouse_user.")
+    clickhouse_password: SecretStr = Field(
+        default=SecretStr(""), description="Password of clickhouse_user (never printed)."
+    )
     clickhouse_database: str = Field(default="resumewatch", description="ClickHouse database.")
+    clickhouse_analyst_user: str = Field(
+        default="analyst",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Read-only ClickHouse user for analysts and `resumewatch sql`: SELECT on "
+        "clickhouse_database only (the local stack creates it).",
+    )
+    clickhouse_analyst_password: SecretStr = Field(
+        default=SecretStr(""), description="Password of clickhouse_analyst_user (never printed)."
+    )
 
     # --- topics ----------------------------------------------------------------------
     input_topic: str = Field(default="enterprise-status", description="Input topic (contract).")

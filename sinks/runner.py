@@ -39,7 +39,7 @@ def clickhouse_client(settings: Settings, database: str | None = None) -> Any:
         settings.clickhouse_host,
         port=settings.clickhouse_port,
         user=settings.clickhouse_user,
-        password=settings.clickhouse_password,
+        password=settings.clickhouse_password.get_secret_value(),
         database=database or "default",
         connect_timeout=5,
         send_receive_timeout=60,

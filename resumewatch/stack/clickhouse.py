@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from xml.sax.saxutils import escape
 
 from resumewatch.settings import Settings
 from resumewatch.stack.procs import (
@@ -59,6 +60,13 @@ USERS = """<?xml version="1.0"?>
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <{analyst}>
+      <password>{analyst_password}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>readonly</profile>
+      <quota>default</quota>
+      <allow_databases><database>{database}</database></allow_databases>
+    </{analyst}>
   </users>
   <quotas>
     <default>
@@ -95,8 +103,23 @@ class ClickHouse:
     def pid(self) -> int | None:
         return read_pid(self.pidfile)
 
+    def write_users(self) -> None:
+        """The pipeline's writer (`clickhouse_user`) and the read-only analyst. A running
+        server reloads the file by itself within seconds."""
+        s = self.s
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "users.xml").write_text(
+            USERS.format(
+                password=escape(s.clickhouse_password.get_secret_value()),
+                analyst=s.clickhouse_analyst_user,
+                analyst_password=escape(s.clickhouse_analyst_password.get_secret_value()),
+                database=s.clickhouse_database,
+            )
+        )
+
     def start(self, timeout: float = 60.0) -> bool:
         if self.pid() is not None:
+            self.write_users()
             self.wait_ready(timeout)
             return False
         cmd = self.command()
@@ -120,7 +143,7 @@ class ClickHouse:
                 inter=self.s.clickhouse_interserver_port,
             )
         )
-        (self.home / "users.xml").write_text(USERS.format(password=self.s.clickhouse_password))
+        self.write_users()
         start_process([*cmd, f"--config-file={self.config}"], self.log, self.pidfile, cwd=self.home)
         self.wait_ready(timeout)
         return True
@@ -132,7 +155,7 @@ class ClickHouse:
             self.s.clickhouse_host,
             port=self.s.clickhouse_port,
             user=self.s.clickhouse_user,
-            password=self.s.clickhouse_password,
+            password=self.s.clickhouse_password.get_secret_value(),
             connect_timeout=2,
             send_receive_timeout=5,
         )
@@ -161,7 +184,7 @@ class ClickHouse:
             self.s.clickhouse_host,
             port=self.s.clickhouse_port,
             user=self.s.clickhouse_user,
-            password=self.s.clickhouse_password,
+            password=self.s.clickhouse_password.get_secret_value(),
         )
         try:
             return str(client.execute("SELECT version()")[0][0])

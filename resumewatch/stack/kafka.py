@@ -257,8 +257,8 @@ class Kafka:
         if wait:
             self.wait_ready(timeout)
 
-    def stop_node(self, i: int) -> bool:
-        return stop_process(self.pid_file(i), timeout=60)
+    def stop_node(self, i: int, timeout: float = 60) -> bool:
+        return stop_process(self.pid_file(i), timeout=timeout)
 
     def ready(self) -> bool:
         from kafka import KafkaAdminClient
@@ -280,6 +280,7 @@ class Kafka:
             log=self.log,
         )
 
-    def stop(self) -> bool:
-        stopped = [self.stop_node(i) for i in self.known_nodes]
+    def stop(self, timeout: float = 60) -> bool:
+        """Stop every node (SIGTERM, then SIGKILL after ``timeout`` seconds each)."""
+        stopped = [self.stop_node(i, timeout) for i in self.known_nodes]
         return any(stopped)

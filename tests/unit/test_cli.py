@@ -56,3 +56,27 @@ def test_worker_refuses_an_invalid_rules_file(tmp_path: object) -> None:
     assert f"invalid alert rules: {rules} line 5: rule a: clear (0.5) must be >= below (0.9)" in (
         result.output
     )
+
+
+def test_passwords_are_never_printed() -> None:
+    env = {
+        "RESUMEWATCH_CLICKHOUSE_PASSWORD": "writer-s3cret",
+        "RESUMEWATCH_CLICKHOUSE_ANALYST_PASSWORD": "analyst-s3cret",
+    }
+    result = CliRunner().invoke(main, ["settings"], env=env)
+    assert result.exit_code == 0
+    assert "s3cret" not in result.output
+    assert "RESUMEWATCH_CLICKHOUSE_ANALYST_PASSWORD" in result.output
+
+
+def test_local_clickhouse_users_have_a_read_only_analyst(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from resumewatch.settings import Settings
+    from resumewatch.stack.clickhouse import ClickHouse
+
+    s = Settings(state_dir=tmp_path, clickhouse_analyst_password="a<b&c")  # type: ignore[arg-type]
+    ClickHouse(s).write_users()
+    xml = (tmp_path / "clickhouse" / "users.xml").read_text()
+    analyst = xml.split("<analyst>", 1)[1].split("</analyst>", 1)[0]
+    assert "<profile>readonly</profile>" in analyst
+    assert "<allow_databases><database>resumewatch</database></allow_databases>" in analyst
+    assert "<password>a&lt;b&amp;c</password>" in analyst
