@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs resumewatch runs locally, when they are missing:
-# Java + Maven (the Kafka broker comes from Maven Central) and a ClickHouse server.
+# Java + Maven (the Kafka broker comes from Maven Central), a ClickHouse server, and
+# docker-compose (to check the deployment's compose file).
 # Safe to repeat: it does nothing when everything is there.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ if ! command -v clickhouse >/dev/null 2>&1 && ! command -v clickhouse-client >/d
   need+=(clickhouse-client)
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# Validates docker/compose.yaml in the tests (`docker-compose config` needs no Docker engine).
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
