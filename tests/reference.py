@@ -42,6 +42,20 @@ def fen(x: float) -> int:
     return int(round(x * 100))
 
 
+def region_row_key(d: dict[str, Any]) -> tuple[Any, ...]:
+    """The key of a region_metrics row given as a dict: (day, level, province, city,
+    district, sector, above_scale_only)."""
+    return (
+        d["day"],
+        d["level"],
+        d["province"],
+        d["city"],
+        d["district"],
+        d["sector"],
+        d["above_scale_only"],
+    )
+
+
 def row_metrics(d: dict[str, Any]) -> tuple[int, ...]:
     """The METRICS tuple of a region_metrics row given as a dict (from Kafka or ClickHouse)."""
     return (

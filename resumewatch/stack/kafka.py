@@ -59,8 +59,6 @@ class Kafka:
         self.home = settings.state_dir.resolve() / "kafka"
         self.libs = self.home / "dist" / settings.kafka_version / "libs"
         # Node 1 lives in the top directory; nodes 2.. in node-<i>/.
-        self.data = self.data_dir(1)
-        self.config = self.node_dir(1) / "server.properties"
         self.log = self.log_file(1)
         self.pidfile = self.pid_file(1)
 
@@ -69,6 +67,9 @@ class Kafka:
 
     def data_dir(self, i: int) -> Path:
         return self.node_dir(i) / "data"
+
+    def config_file(self, i: int) -> Path:
+        return self.node_dir(i) / "server.properties"
 
     def log_file(self, i: int) -> Path:
         return self.node_dir(i) / "kafka.log"
@@ -145,7 +146,7 @@ class Kafka:
         min_isr = 2 if self.n >= 3 else 1
         voters = ",".join(f"{j}@127.0.0.1:{self.controller_port(j)}" for j in self.nodes)
         self.node_dir(i).mkdir(parents=True, exist_ok=True)
-        (self.node_dir(i) / "server.properties").write_text(
+        self.config_file(i).write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
@@ -216,7 +217,7 @@ class Kafka:
             "-t",
             cluster_id_file.read_text().strip(),
             "-c",
-            str(self.node_dir(i) / "server.properties"),
+            str(self.config_file(i)),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
         if proc.returncode != 0:
@@ -248,9 +249,7 @@ class Kafka:
 
     def start_node(self, i: int, wait: bool = True, timeout: float = 90.0) -> None:
         start_process(
-            self._java(
-                "kafka.Kafka", str(self.node_dir(i) / "server.properties"), heap=self.s.kafka_heap
-            ),
+            self._java("kafka.Kafka", str(self.config_file(i)), heap=self.s.kafka_heap),
             self.log_file(i),
             self.pid_file(i),
         )

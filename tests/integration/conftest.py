@@ -56,7 +56,7 @@ class Pipeline:
 
     def region_rows(self, client: Any | None = None) -> dict[tuple[Any, ...], tuple[int, ...]]:
         """region_metrics FINAL as {key: metrics tuple of tests.reference}."""
-        from tests.reference import row_metrics
+        from tests.reference import region_row_key, row_metrics
 
         own = client is None
         client = client or self.clickhouse()
@@ -71,16 +71,7 @@ class Pipeline:
         out = {}
         for values in data:
             d = dict(zip(names, values, strict=True))
-            key = (
-                d["day"],
-                d["level"],
-                d["province"],
-                d["city"],
-                d["district"],
-                d["sector"],
-                d["above_scale_only"],
-            )
-            out[key] = row_metrics(d)
+            out[region_row_key(d)] = row_metrics(d)
         return out
 
     def enterprise_daily(self, client: Any) -> dict[tuple[Any, ...], tuple[Any, ...]]:

@@ -59,6 +59,21 @@ def _event(**kw: Any) -> bytes:
     return orjson.dumps({"source": "it", **kw})
 
 
+def _registration(**kw: Any) -> dict[str, Any]:
+    """The fields of a steel enterprise's registration in Hubei/Wuhan/Hanyang."""
+    return {
+        "type": "enterprise_registered",
+        "province": "Hubei",
+        "city": "Wuhan",
+        "district": "Hanyang",
+        "name": "n",
+        "sector": "steel",
+        "employees": 10,
+        "normal_daily_output_value": 1.0,
+        **kw,
+    }
+
+
 def _consume(topic: str, bootstrap: str, n: int) -> list[dict[str, Any]]:
     from kafka import KafkaConsumer
 
@@ -84,17 +99,7 @@ def test_alert_transitions_are_exact_everywhere(pipeline, tmp_path: Path) -> Non
         )
         p.start("worker")
         p.start("sink")
-        reg = {
-            "type": "enterprise_registered",
-            "province": "Hubei",
-            "city": "Wuhan",
-            "district": "Hanyang",
-            "name": "n",
-            "sector": "steel",
-            "above_scale": False,
-            "employees": 10,
-            "normal_daily_output_value": 1.0,
-        }
+        reg = _registration(above_scale=False)
         day1 = []
         for i in range(4):
             eid = f"E{i}"
@@ -202,18 +207,7 @@ def test_supplier_readiness_alert_fires_and_resolves(pipeline, tmp_path: Path) -
         p = pipeline(alert_rules_file=rules, alert_webhooks=url)
         p.start("worker")
         p.start("sink")
-        reg = {
-            "type": "enterprise_registered",
-            "province": "Hubei",
-            "city": "Wuhan",
-            "district": "Hanyang",
-            "name": "n",
-            "sector": "steel",
-            "above_scale": True,
-            "employees": 10,
-            "normal_daily_output_value": 1.0,
-            "occurred_at": "2020-02-10T08:00:00+08:00",
-        }
+        reg = _registration(above_scale=True, occurred_at="2020-02-10T08:00:00+08:00")
         events = [
             _event(
                 event_id="k",

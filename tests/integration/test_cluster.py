@@ -15,7 +15,7 @@ from producers.simulator import SimConfig, Summary, stream
 from resumewatch.settings import Settings
 from resumewatch.stack.kafka import Kafka
 from resumewatch.stack.procs import read_pid
-from tests.integration.test_faults import assert_exact, publish, valid
+from tests.integration.test_faults import assert_exact, publish, valid, wait_for_first_rows
 
 PORT = 29092  # nodes on 29092/29094/29096, controllers on 29093/29095/29097
 
@@ -81,11 +81,7 @@ def test_three_brokers_one_killed_mid_stream_loses_nothing(pipeline, cluster: Ka
     half = len(records) // 2
     client = p.clickhouse()
     publish(p, records[:half])
-    p.wait_for(
-        lambda: client.execute("SELECT count() FROM region_metrics")[0][0] > 0,
-        120,
-        "the first region rows",
-    )
+    wait_for_first_rows(p, client)
     # The first node: the bootstrap address of everyone's default, and a partition leader.
     pid = read_pid(cluster.pid_file(1))
     assert pid is not None

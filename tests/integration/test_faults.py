@@ -38,17 +38,12 @@ def publish(p: Any, records: list[Record]) -> None:
 
 
 def firing(client: Any) -> set[tuple[Any, ...]]:
-    """The alerts firing now in ClickHouse, in the form of tests.reference.expected_firing."""
-    latest: dict[str, tuple[Any, ...]] = {}
-    for row in client.execute(
-        "SELECT alert_id, version, state, rule, level, province, city, district, sector, "
-        "above_scale_only, enterprise_id, day FROM alerts FINAL ORDER BY version"
-    ):
-        latest[row[0]] = row
+    """The alerts_firing view, in the form of tests.reference.expected_firing."""
     out = set()
-    for _aid, _v, state, rule, level, prov, city, dist, sector, above, eid, day in latest.values():
-        if state != "firing":
-            continue
+    for rule, level, prov, city, dist, sector, above, eid, day in client.execute(
+        "SELECT rule, level, province, city, district, sector, above_scale_only, "
+        "enterprise_id, fired_day FROM alerts_firing"
+    ):
         if eid:  # supplier alerts: by enterprise
             level, prov, city, dist, sector, above = "", "", "", "", "*", 0
         out.add((rule, level, prov, city, dist, sector, above, eid, day))
@@ -83,6 +78,22 @@ def assert_exact(p: Any, raws: list[bytes], timeout: float = 600) -> None:
     client.disconnect()
 
 
+def wait_for_first_rows(p: Any, client: Any) -> None:
+    """Until the pipeline is in the middle of its work: region rows reached ClickHouse."""
+    p.wait_for(
+        lambda: client.execute("SELECT count() FROM region_metrics")[0][0] > 0,
+        120,
+        "the first region rows",
+    )
+
+
+def kill(p: Any, proc: Any) -> None:
+    """SIGKILL a pipeline process (no chance to flush or commit); the test stops tracking it."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    p.procs.remove(proc)
+
+
 def valid(records: list[Record]) -> list[bytes]:
     return [r.value for r in records if r.kind != "bad"]
 
@@ -99,14 +110,8 @@ def test_worker_killed_mid_stream_then_restarted_is_exact(pipeline) -> None:  # 
     client = p.clickhouse()
     publish(p, records[:half])
     # Kill the worker (no chance to flush or commit) while it is in the middle of work.
-    p.wait_for(
-        lambda: client.execute("SELECT count() FROM region_metrics")[0][0] > 0,
-        120,
-        "the first region rows",
-    )
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=30)
-    p.procs.remove(worker)
+    wait_for_first_rows(p, client)
+    kill(p, worker)
     publish(p, records[half:])
     p.start("worker")
     assert_exact(p, valid(records))
@@ -123,14 +128,8 @@ def test_one_of_two_workers_killed_the_other_takes_over(pipeline) -> None:  # ty
     half = len(records) // 2
     client = p.clickhouse()
     publish(p, records[:half])
-    p.wait_for(
-        lambda: client.execute("SELECT count() FROM region_metrics")[0][0] > 0,
-        120,
-        "the first region rows",
-    )
-    doomed.send_signal(signal.SIGKILL)
-    doomed.wait(timeout=30)
-    p.procs.remove(doomed)
+    wait_for_first_rows(p, client)
+    kill(p, doomed)
     publish(p, records[half:])
     assert_exact(p, valid(records))
 
@@ -197,11 +196,7 @@ def test_clickhouse_down_for_30_seconds_the_sink_waits_and_nothing_is_lost(pipel
     half = len(records) // 2
     client = p.clickhouse()
     publish(p, records[:half])
-    p.wait_for(
-        lambda: client.execute("SELECT count() FROM region_metrics")[0][0] > 0,
-        120,
-        "the first region rows",
-    )
+    wait_for_first_rows(p, client)
     client.disconnect()
     before = _rss_mb(sink.pid)
     peak = before
@@ -233,11 +228,7 @@ def test_kafka_restarted_mid_stream_everyone_reconnects(pipeline) -> None:  # ty
         for r in records[:third]:
             pub.send_raw(r.key, r.value)
         pub.flush()
-        p.wait_for(
-            lambda: client.execute("SELECT count() FROM region_metrics")[0][0] > 0,
-            120,
-            "the first region rows",
-        )
+        wait_for_first_rows(p, client)
         assert stack.kafka.stop()
         try:
             # The same publisher goes on while the broker is down: it buffers and retries.
@@ -268,9 +259,7 @@ def test_sink_killed_between_insert_and_commit_shows_no_duplicate(pipeline) -> N
     assert_exact(p, raws)
     client = p.clickhouse()
     inserted = client.execute("SELECT count() FROM events")[0][0]
-    sink.send_signal(signal.SIGKILL)
-    sink.wait(timeout=30)
-    p.procs.remove(sink)
+    kill(p, sink)
     s = p.settings
     topics = [s.region_rows_topic, s.enterprise_rows_topic, s.alerts_topic, s.dlq_topic]
     admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap.split(","))

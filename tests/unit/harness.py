@@ -20,7 +20,7 @@ from streams.processing import (
     RollupProcessor,
     SupplyProcessor,
 )
-from tests.reference import row_metrics
+from tests.reference import region_row_key, row_metrics
 
 
 class FakeTable:
@@ -106,15 +106,7 @@ class Harness:
                 assert r.value is not None
                 rows.append((r.key, r.value, r.partition or 0))
                 for _region, d in orjson.loads(r.value):
-                    key = (
-                        d["day"],
-                        d["level"],
-                        d["province"],
-                        d["city"],
-                        d["district"],
-                        d["sector"],
-                        d["above_scale_only"],
-                    )
+                    key = region_row_key(d)
                     if key not in self.rows or self.rows[key]["version"] <= d["version"]:
                         self.rows[key] = d
             else:
