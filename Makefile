@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit integration install system-deps stack-up stack-down clean
+.PHONY: demo test lint unit integration bench install system-deps stack-up stack-down clean
 
 demo: install
 	$(BIN)/resumewatch demo
@@ -18,6 +18,9 @@ unit: install
 
 integration: stack-up
 	$(BIN)/pytest tests/integration
+
+bench: stack-up
+	$(BIN)/python -m benchmarks.bench
 
 lint: install
 	$(BIN)/ruff check .

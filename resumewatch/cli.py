@@ -125,7 +125,15 @@ def worker(ctx: click.Context, loglevel: str) -> None:
         app = create_app(_settings(ctx))
     except RulesError as exc:
         raise click.ClickException(f"invalid alert rules: {exc}") from exc
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+
+    class QuietWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            # Faust's terminal spinner sets the root logger to DEBUG (to spin on every
+            # record) at levels from WARNING up: every debug call then builds a record.
+            self.spinner = None
+
+    _tune_gc()
+    QuietWorker(app, loglevel=loglevel).execute_from_commandline()
 
 
 @main.command()
@@ -135,7 +143,19 @@ def sink(ctx: click.Context) -> None:
     from sinks.runner import SinkRunner
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
+    _tune_gc()
     SinkRunner(_settings(ctx)).run()
+
+
+def _tune_gc() -> None:
+    """The worker and the sink allocate many short-lived objects per message, and almost no
+    reference cycles: with Python's default thresholds the cycle collector took about 45 %
+    of the enterprise agent's time. Collect rarely, and never scan the start-up objects."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 100)
 
 
 # -- publishing ---------------------------------------------------------------------------

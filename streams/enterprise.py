@@ -18,7 +18,7 @@ from producers.events import (
     EnterpriseRegistered,
     StatusChanged,
 )
-from streams.core import event_day, fen, local_day, region_key
+from streams.core import fen, local_day, region_key
 
 STATUS_CODE = {"suspended": 0, "filed": 1, "resumed": 2}
 STATUS_NAME = {v: k for k, v in STATUS_CODE.items()}
@@ -30,11 +30,14 @@ P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KE
 
 
 def new_state() -> dict[str, Any]:
-    # ids: applied event ids; prof: profile rows; st: [ts_us, event_id, day, status];
-    # rep: report_date ordinal (str) -> [ts_us, event_id, staff, output_fen, planned_fen,
-    # masks, zero]; ap: appeal_id -> [open_ts, open_day, category, res_ts, res_day];
-    # seq: applied events, a monotonic version; districts: district keys last sent to.
-    return {"ids": [], "prof": [], "st": [], "rep": {}, "ap": {}, "seq": 0, "districts": []}
+    # prof: profile rows; st: [ts_us, event_id, day, status]; ap: appeal_id -> [open_ts,
+    # open_day, category, res_ts, res_day]; seq: changes so far, a monotonic version;
+    # districts: district keys last sent segments to. Reports are kept apart, one per day
+    # (``apply_report``), so that a report does not rewrite the rest.
+    # Re-applying an event changes nothing without a list of seen event ids: a profile or
+    # status row carries its event id, a report is replaced only by a later one, and an
+    # appeal keeps its earliest times.
+    return {"prof": [], "st": [], "ap": {}, "seq": 0, "districts": []}
 
 
 def _ts_us(ev: AnyEvent) -> int:
@@ -45,15 +48,30 @@ def _later(a_ts: int, a_id: str, b_ts: int, b_id: str) -> bool:
     return (a_ts, a_id) > (b_ts, b_id)
 
 
+def apply_report(held: list[Any] | None, ev: DailyReport) -> list[Any] | None:
+    """The report row [ts_us, event_id, staff, output_fen, planned_fen, masks, zero] that
+    replaces ``held`` for the report's day, or None when ``held`` stays (a later report for
+    the same day is a correction: the latest occurred_at wins)."""
+    ts = _ts_us(ev)
+    if held is not None and not _later(ts, ev.event_id, held[0], held[1]):
+        return None
+    return [
+        ts,
+        ev.event_id,
+        ev.staff_on_duty,
+        fen(ev.output_value),
+        None if ev.planned_output_value is None else fen(ev.planned_output_value),
+        ev.masks_in_stock,
+        int(ev.zero_report),
+    ]
+
+
 def apply_event(state: dict[str, Any], ev: AnyEvent, tz: ZoneInfo) -> bool:
-    """Apply one event; False if this event id was already applied (nothing changes)."""
-    ids = state["ids"]
-    if ev.event_id in ids:
-        return False
-    ids.append(ev.event_id)
-    state["seq"] += 1
+    """Apply a profile, status or appeal event; False if it changes nothing (re-sent)."""
     ts = _ts_us(ev)
     if isinstance(ev, EnterpriseRegistered):
+        if any(r[P_ID] == ev.event_id for r in state["prof"]):
+            return False
         state["prof"].append(
             [
                 ts,
@@ -72,31 +90,22 @@ def apply_event(state: dict[str, Any], ev: AnyEvent, tz: ZoneInfo) -> bool:
         )
         state["prof"].sort(key=lambda r: (r[P_TS], r[P_ID]))
     elif isinstance(ev, StatusChanged):
+        if any(r[1] == ev.event_id for r in state["st"]):
+            return False
         state["st"].append([ts, ev.event_id, local_day(ev.occurred_at, tz), STATUS_CODE[ev.status]])
         state["st"].sort(key=lambda r: (r[0], r[1]))
-    elif isinstance(ev, DailyReport):
-        day = str(event_day(ev, tz))
-        old = state["rep"].get(day)
-        # A later report for the same day is a correction; the latest occurred_at wins.
-        if old is None or _later(ts, ev.event_id, old[0], old[1]):
-            state["rep"][day] = [
-                ts,
-                ev.event_id,
-                ev.staff_on_duty,
-                fen(ev.output_value),
-                None if ev.planned_output_value is None else fen(ev.planned_output_value),
-                ev.masks_in_stock,
-                int(ev.zero_report),
-            ]
     elif isinstance(ev, AppealOpened):
         ap = state["ap"].setdefault(ev.appeal_id, [None, None, "", None, None])
         # An appeal counts as opened from its earliest appeal_opened.
-        if ap[0] is None or ts < ap[0]:
-            ap[0], ap[1], ap[2] = ts, local_day(ev.occurred_at, tz), ev.category
+        if ap[0] is not None and ts >= ap[0]:
+            return False
+        ap[0], ap[1], ap[2] = ts, local_day(ev.occurred_at, tz), ev.category
     elif isinstance(ev, AppealResolved):
         ap = state["ap"].setdefault(ev.appeal_id, [None, None, "", None, None])
-        if ap[3] is None or ts < ap[3]:
-            ap[3], ap[4] = ts, local_day(ev.occurred_at, tz)
+        if ap[3] is not None and ts >= ap[3]:
+            return False
+        ap[3], ap[4] = ts, local_day(ev.occurred_at, tz)
+    state["seq"] += 1
     return True
 
 
@@ -146,41 +155,44 @@ def district_of(p: list[Any]) -> str:
     return region_key("district", p[P_PROV], p[P_CITY], p[P_DIST])
 
 
-def contributions(state: dict[str, Any], tl: list[list[Any]]) -> dict[str, dict[str, Any]]:
-    """What each district receives from this enterprise: carried segments and report days.
-
-    {district_key: {"s": [[from, to, sector, above, status, opened, resolved], ...],
-                    "r": [[day, sector, above, staff, employees, output_fen, capacity_fen]]}}
-    """
-    out: dict[str, dict[str, Any]] = {}
+def segment_contributions(tl: list[list[Any]]) -> dict[str, list[list[Any]]]:
+    """What each district receives from this enterprise's carried values, as day segments
+    [from, to, sector, above, status, opened, resolved] (``to`` None: open-ended)."""
+    out: dict[str, list[list[Any]]] = {}
     for i, (d, p, status, opened, resolved) in enumerate(tl):
         to = tl[i + 1][0] if i + 1 < len(tl) else None
-        segs = out.setdefault(district_of(p), {"s": [], "r": []})["s"]
+        segs = out.setdefault(district_of(p), [])
         body = [p[P_SECTOR], p[P_ABOVE], status, opened, resolved]
         if segs and segs[-1][1] == d and segs[-1][2:] == body:
             segs[-1][1] = to  # nothing this district sees changed: extend the segment
         else:
             segs.append([d, to, *body])
-    if tl:
-        first = tl[0][0]
-        for day_text, rep in sorted(state["rep"].items(), key=lambda kv: int(kv[0])):
-            day = int(day_text)
-            if day < first:
-                continue  # before registration the enterprise is in no scope
-            p = _at_day(state["prof"], day)
-            assert p is not None
-            entry = out.setdefault(district_of(p), {"s": [], "r": []})
-            entry["r"].append([day, p[P_SECTOR], p[P_ABOVE], rep[2], p[P_EMP], rep[3], p[P_CAP]])
     return out
 
 
-def affected_from(old: dict[str, Any] | None, new: dict[str, Any]) -> int | None:
-    """First day whose values differ between two contributions to one district."""
-    old = old or {"s": [], "r": []}
-    days = [s[0] for s in old["s"] if s not in new["s"]]
-    days += [s[0] for s in new["s"] if s not in old["s"]]
-    days += [r[0] for r in old["r"] if r not in new["r"]]
-    days += [r[0] for r in new["r"] if r not in old["r"]]
+def report_district(prof: list[list[Any]], day: int) -> list[Any] | None:
+    """The profile a report for ``day`` counts under; None before the first registration
+    (the enterprise is in no scope then)."""
+    if not prof or day < min(r[P_DAY] for r in prof):
+        return None
+    return _at_day(prof, day)
+
+
+def report_contribution(
+    prof: list[list[Any]], day: int, rep: list[Any]
+) -> tuple[str, list[Any]] | None:
+    """(district key, [sector, above, staff, employees, output_fen, capacity_fen]) of a
+    report for ``day``, or None when it does not count (before the first registration)."""
+    p = report_district(prof, day)
+    if p is None:
+        return None
+    return district_of(p), [p[P_SECTOR], p[P_ABOVE], rep[2], p[P_EMP], rep[3], p[P_CAP]]
+
+
+def segments_changed_from(old: list[list[Any]] | None, new: list[list[Any]]) -> int | None:
+    """First day whose carried values differ between two segment lists of one district."""
+    old = old or []
+    days = [s[0] for s in old if s not in new] + [s[0] for s in new if s not in old]
     return min(days) if days else None
 
 

@@ -11,14 +11,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from producers.events import AppealOpened, AppealResolved, DailyReport, InvalidEvent, decode
+from producers.events import (
+    AppealOpened,
+    AppealResolved,
+    DailyReport,
+    EnterpriseRegistered,
+    InvalidEvent,
+    decode,
+)
 from resumewatch.settings import Settings
 from streams import enterprise
 from streams.alerts import REGION_METRICS, Rule, Step, new_transitions
@@ -32,6 +39,11 @@ CLOCK = META + b"clock"
 OFFSET = META + b"offset\x1f"
 KEY_SEP = "\x1e"  # joins the parts of a table key (region names never contain it)
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
+
+
+def _report_key(eid: str, day: int) -> bytes:
+    # Enterprise ids never contain KEY_SEP: no clash with the enterprise's own key.
+    return f"{eid}{KEY_SEP}{day}".encode()
 
 
 def _clock_key(partition: int) -> bytes:
@@ -117,7 +129,9 @@ class TableState:
         return orjson.loads(raw) if raw is not None else None
 
     def put(self, partition: int, key: bytes, value: Any, out: list[Out]) -> None:
-        raw = orjson.dumps(value)
+        # orjson's result keeps the capacity of its output buffer (about 4 KB even for a
+        # 60-byte value): a table holding it would need ~50 times the memory. Keep a copy.
+        raw = memoryview(orjson.dumps(value)).tobytes()
         store = self.table.data
         store[key] = raw
         # Lets the memory store drop the key when the partition moves to another worker.
@@ -232,6 +246,18 @@ class OffsetGuard:
         self.next.clear()
 
 
+@dataclass(slots=True)
+class _Touched:
+    """An enterprise changed during a batch, and what of it changed."""
+
+    partition: int
+    state: dict[str, Any]
+    segments: bool = False  # profile, status or appeals: the day segments
+    reports: dict[int, list[Any]] = field(default_factory=dict)  # day -> report, changed
+    old_prof: list[list[Any]] | None = None  # the profile rows before the batch, if changed
+    prof_from: int = 1 << 30  # the first day a registration of the batch affects
+
+
 class EnterpriseProcessor:
     """enterprise-status (key enterprise_id) -> per-enterprise state -> district contributions."""
 
@@ -253,10 +279,74 @@ class EnterpriseProcessor:
         ]
         out.append(Out(self.s.dlq_topic, msg.key, msg.value, None, headers))
 
+    def _contribute(self, out: list[Out], district: str, body: dict[str, Any]) -> None:
+        out.append(
+            Out(
+                self.s.contributions_topic,
+                district.encode(),
+                orjson.dumps(body),
+                stable_partition(district, self.s.partitions),
+            )
+        )
+
+    def _report(self, eid: str, day: int, entry: _Touched) -> list[Any] | None:
+        """The enterprise's report for ``day``: changed in this batch, or as stored."""
+        rep = entry.reports.get(day)
+        return rep if rep is not None else self.state.get(_report_key(eid, day))
+
+    def _derive(self, eid: str, entry: _Touched, newest: int, out: list[Out]) -> None:
+        """The contributions (and rows) of what changed in an enterprise during a batch."""
+        st, seq = entry.state, entry.state["seq"]
+        if entry.segments:
+            tl = enterprise.timeline(st)
+            segs = enterprise.segment_contributions(tl)
+            record = enterprise.timeline_record(eid, st, tl)
+            out.append(Out(self.s.enterprise_rows_topic, eid.encode(), orjson.dumps(record)))
+            for key in sorted(set(segs) | set(st["districts"])):
+                self._contribute(out, key, {"e": eid, "q": seq, "s": segs.get(key, [])})
+            st["districts"] = sorted(segs)
+            if self.supply:
+                body = {
+                    "k": "ent",
+                    "e": eid,
+                    "q": seq,
+                    "st": enterprise.status_timeline(tl),
+                    "sl": enterprise.supplier_timeline(tl),
+                }
+                out.append(
+                    Out(
+                        self.s.supply_topic,
+                        eid.encode(),
+                        orjson.dumps(body),
+                        stable_partition(eid, self.s.partitions),
+                    )
+                )
+        # A report's version is [profile seq, report time]: a profile change or a later
+        # correction both make it newer.
+        days = set(entry.reports)
+        if entry.old_prof is not None:
+            # A registration can move every later report day to another district or sector.
+            days.update(range(entry.prof_from, newest + 1))
+        prof = st["prof"]
+        for day in sorted(days):
+            rep = self._report(eid, day, entry)
+            if rep is None:
+                continue
+            version = [seq, rep[0]]
+            now = enterprise.report_contribution(prof, day, rep)
+            before = None
+            if entry.old_prof is not None:
+                p = enterprise.report_district(entry.old_prof, day)
+                before = enterprise.district_of(p) if p is not None else None
+            if now is not None:
+                self._contribute(out, now[0], {"e": eid, "q": version, "d": day, "r": now[1]})
+            if before is not None and (now is None or now[0] != before):
+                self._contribute(out, before, {"e": eid, "q": version, "d": day, "r": None})
+
     def process(self, events: Sequence[Any]) -> list[Out]:
         out: list[Out] = []
         now = datetime.now(UTC)
-        touched: dict[str, tuple[int, dict[str, Any]]] = {}
+        touched: dict[str, _Touched] = {}
         clocks = _Clocks(self.state)
         for event in events:
             msg = event.message
@@ -288,10 +378,9 @@ class EnterpriseProcessor:
             entry = touched.get(ev.enterprise_id)
             if entry is None:
                 st = self.state.get(ev.enterprise_id.encode()) or enterprise.new_state()
-                entry = touched[ev.enterprise_id] = (p, st)
-            enterprise.apply_event(entry[1], ev, self.tz)
+                entry = touched[ev.enterprise_id] = _Touched(p, st)
             clocks.advance(p, day)
-            # Re-sent also for a duplicate: rows keyed by event id and report day replace.
+            # Re-sent also for a duplicate: rows keyed by event id replace.
             rows = self.s.enterprise_rows_topic
             ekey = ev.enterprise_id.encode()
             accepted = {
@@ -307,62 +396,36 @@ class EnterpriseProcessor:
                 "received_at": int(now.timestamp()),
             }
             out.append(Out(rows, ekey, orjson.dumps(accepted)))
+            if isinstance(ev, DailyReport):
+                rep = enterprise.apply_report(self._report(ev.enterprise_id, day, entry), ev)
+                if rep is not None:
+                    entry.reports[day] = rep
+                    record = enterprise.report_record(ev.enterprise_id, day, rep)
+                    out.append(Out(rows, ekey, orjson.dumps(record)))
+                continue
+            st = entry.state
+            if isinstance(ev, EnterpriseRegistered):
+                if entry.old_prof is None:
+                    entry.old_prof = list(st["prof"])
+                entry.prof_from = min(entry.prof_from, day)
+            if not enterprise.apply_event(st, ev, self.tz):
+                continue
+            entry.segments = True
             if isinstance(ev, AppealOpened | AppealResolved):
                 record = enterprise.appeal_record(
-                    ev.enterprise_id, ev.appeal_id, entry[1]["ap"][ev.appeal_id], entry[1]["seq"]
+                    ev.enterprise_id, ev.appeal_id, st["ap"][ev.appeal_id], st["seq"]
                 )
                 out.append(Out(rows, ekey, orjson.dumps(record)))
-            if isinstance(ev, DailyReport):
-                rep = entry[1]["rep"][str(day)]
-                out.append(
-                    Out(
-                        rows,
-                        ekey,
-                        orjson.dumps(enterprise.report_record(ev.enterprise_id, day, rep)),
-                    )
-                )
 
         n = self.s.partitions
-        # Even a duplicate re-sends the enterprise's contributions: if a crash lost them after
-        # the state was saved, this is how they get through; downstream, they replace.
-        for eid, (p, st) in touched.items():
-            tl = enterprise.timeline(st)
-            contrib = enterprise.contributions(st, tl)
-            out.append(
-                Out(
-                    self.s.enterprise_rows_topic,
-                    eid.encode(),
-                    orjson.dumps(enterprise.timeline_record(eid, st, tl)),
-                )
-            )
-            for key in sorted(set(contrib) | set(st["districts"])):
-                body = {"e": eid, "q": st["seq"], "c": contrib.get(key, {"s": [], "r": []})}
-                out.append(
-                    Out(
-                        self.s.contributions_topic,
-                        key.encode(),
-                        orjson.dumps(body),
-                        stable_partition(key, n),
-                    )
-                )
-            if self.supply:
-                body = {
-                    "k": "ent",
-                    "e": eid,
-                    "q": st["seq"],
-                    "st": enterprise.status_timeline(tl),
-                    "sl": enterprise.supplier_timeline(tl),
-                }
-                out.append(
-                    Out(
-                        self.s.supply_topic,
-                        eid.encode(),
-                        orjson.dumps(body),
-                        stable_partition(eid, n),
-                    )
-                )
-            st["districts"] = sorted(contrib)
-            self.state.put(p, eid.encode(), st, out)
+        for eid, entry in touched.items():
+            if not (entry.segments or entry.reports):
+                continue
+            self._derive(eid, entry, clocks.get(entry.partition), out)
+            for day, rep in entry.reports.items():
+                self.state.put(entry.partition, _report_key(eid, day), rep, out)
+            if entry.segments:
+                self.state.put(entry.partition, eid.encode(), entry.state, out)
         clocks.save(out)
         for p in clocks.advanced:
             clock = {
@@ -428,8 +491,11 @@ class DistrictProcessor(_Lazy):
             del self.aggs[key]
 
     def load(self, parts: list[str], value: Any) -> None:
-        district, eid = parts
-        self.aggs.setdefault(district, DistrictAgg(district)).replace(eid, value[0], value[1])
+        agg = self.aggs.setdefault(parts[0], DistrictAgg(parts[0]))
+        if len(parts) == 2:
+            agg.replace_segments(parts[1], value[0], value[1])
+        else:
+            agg.replace_report(parts[1], int(parts[2]), value[0], value[1])
 
     def loaded(self, p: int) -> None:
         for key, agg in self.aggs.items():
@@ -448,14 +514,25 @@ class DistrictProcessor(_Lazy):
             agg = self.aggs.get(key)
             if agg is None:
                 agg = self.aggs[key] = DistrictAgg(key)
-            eid, seq, contrib = body["e"], body["q"], body["c"]
-            old = agg.members.get(eid)
-            if not agg.replace(eid, seq, contrib):
-                continue  # a stale copy of an older version
-            first = enterprise.affected_from(old[1] if old else None, contrib)
-            if first is not None:
-                changed[key] = min(changed.get(key, first), first)
-            self.state.put(p, f"{key}{KEY_SEP}{eid}".encode(), [seq, contrib], out)
+            eid, seq = body["e"], body["q"]
+            if "s" in body:
+                old = agg.members.get(eid)
+                if not agg.replace_segments(eid, seq, body["s"]):
+                    continue  # a stale copy of an older version
+                first = enterprise.segments_changed_from(old[1] if old else None, body["s"])
+                if first is not None:
+                    changed[key] = min(changed.get(key, first), first)
+                self.state.put(p, f"{key}{KEY_SEP}{eid}".encode(), [seq, body["s"]], out)
+                continue
+            day, vec = body["d"], body["r"]
+            if not agg.replace_report(eid, day, seq, vec):
+                continue
+            changed[key] = min(changed.get(key, day), day)
+            skey = f"{key}{KEY_SEP}{eid}{KEY_SEP}{day}".encode()
+            if vec is None:
+                self.state.delete(p, skey, out)
+            else:
+                self.state.put(p, skey, [seq, vec], out)
         for p, before in clocks.advanced.items():
             for key in self.aggs:
                 if stable_partition(key, self.partitions) == p:

@@ -1,9 +1,9 @@
 """Region aggregates, maintained by replacement so that replays cannot double count.
 
-DistrictAgg keeps, per district, the latest contribution of each member enterprise and the
-daily sums it implies; replacing a member's contribution subtracts exactly what it added
-before. RollupAgg keeps, per city or province, the latest row of each child district and
-their sums. Everything is integer arithmetic, so subtract-then-add is exact.
+DistrictAgg keeps, per district, the latest day segments of each member enterprise and its
+latest report of each day, with the daily sums they imply; replacing either subtracts
+exactly what the old one added. RollupAgg keeps, per city or province, the latest row of
+each child district and their sums. Everything is integer arithmetic, so subtract-then-add is exact.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ Vec = list[int]
 class DistrictAgg:
     def __init__(self, key: str) -> None:
         self.key = key
-        self.members: dict[str, tuple[int, dict[str, Any]]] = {}
+        # eid -> (seq, segments): the member's carried values (kept when empty: the version)
+        self.members: dict[str, tuple[int, list[list[Any]]]] = {}
+        # (eid, day) -> (seq, [sector, above, staff, employees, output_fen, capacity_fen])
+        self.reports: dict[tuple[str, int], tuple[int, list[Any]]] = {}
         # scope -> day -> deltas of the carried values (a difference array over days)
         self.carried: dict[str, dict[int, Vec]] = {}
         # scope -> day -> sums of the reported values of that day
@@ -33,19 +36,35 @@ class DistrictAgg:
         # after a restart, so everything is sent once more then (idempotent downstream).
         self.sent: dict[tuple[str, int], tuple[int, ...]] = {}
 
-    def replace(self, eid: str, seq: int, contrib: dict[str, Any]) -> bool:
-        """Make ``contrib`` the member's contribution; False if ``seq`` is older than held."""
+    def replace_segments(self, eid: str, seq: int, segs: list[list[Any]]) -> bool:
+        """Make ``segs`` the member's segments; False if ``seq`` is older than held."""
         old = self.members.get(eid)
         if old is not None and old[0] > seq:
             return False
         if old is not None:
-            self._apply(old[1], -1)
-        self._apply(contrib, 1)
-        self.members[eid] = (seq, contrib)  # kept even when empty: it holds the version
+            self._segments(old[1], -1)
+        self._segments(segs, 1)
+        self.members[eid] = (seq, segs)
         return True
 
-    def _apply(self, contrib: dict[str, Any], sign: int) -> None:
-        for a, b, sector, above, status, opened, resolved in contrib["s"]:
+    def replace_report(self, eid: str, day: int, seq: int, vec: list[Any] | None) -> bool:
+        """Make ``vec`` (None: no report) the member's report for ``day``; False if ``seq``
+        is older than held."""
+        k = (eid, day)
+        old = self.reports.get(k)
+        if old is not None:
+            if old[0] > seq:
+                return False
+            self._report(day, old[1], -1)
+        if vec is None:
+            self.reports.pop(k, None)
+        else:
+            self._report(day, vec, 1)
+            self.reports[k] = (seq, vec)
+        return True
+
+    def _segments(self, segs: list[list[Any]], sign: int) -> None:
+        for a, b, sector, above, status, opened, resolved in segs:
             for scope in scopes(sector, above):
                 starts = self.starts.setdefault(scope, {})
                 starts[a] = starts.get(a, 0) + sign
@@ -63,14 +82,16 @@ class DistrictAgg:
                     w[1 + status] -= sign
                     w[4] -= sign * opened
                     w[5] -= sign * resolved
-        for day, sector, above, staff, employees, output, capacity in contrib["r"]:
-            for scope in scopes(sector, above):
-                v = self.reported.setdefault(scope, {}).setdefault(day, [0] * REPORTED)
-                v[0] += sign
-                v[1] += sign * staff
-                v[2] += sign * employees
-                v[3] += sign * output
-                v[4] += sign * capacity
+
+    def _report(self, day: int, vec: list[Any], sign: int) -> None:
+        sector, above, staff, employees, output, capacity = vec
+        for scope in scopes(sector, above):
+            v = self.reported.setdefault(scope, {}).setdefault(day, [0] * REPORTED)
+            v[0] += sign
+            v[1] += sign * staff
+            v[2] += sign * employees
+            v[3] += sign * output
+            v[4] += sign * capacity
 
     def first(self, scope: str) -> int | None:
         starts = self.starts.get(scope)

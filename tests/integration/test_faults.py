@@ -187,7 +187,9 @@ def clickhouse_down(settings: Settings) -> Iterator[None]:
         stack.clickhouse.start()
 
 
-def test_clickhouse_down_for_30_seconds_the_sink_waits_and_nothing_is_lost(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_clickhouse_down_for_30_seconds_the_sink_waits_and_nothing_is_lost(  # type: ignore[no-untyped-def]
+    pipeline, base_settings
+) -> None:
     p = pipeline(partitions=4)
     p.start("worker")
     sink = p.start("sink")
@@ -200,7 +202,8 @@ def test_clickhouse_down_for_30_seconds_the_sink_waits_and_nothing_is_lost(pipel
     client.disconnect()
     before = _rss_mb(sink.pid)
     peak = before
-    with clickhouse_down(p.settings):
+    # Restarted with the stack's own settings: the analyst user's database stays the same.
+    with clickhouse_down(base_settings):
         publish(p, records[half:])
         # The outage itself lasts 30 s; the sink must stay up and not buffer the stream.
         end = time.monotonic() + 30

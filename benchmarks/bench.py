@@ -1,0 +1,564 @@
+"""The resumewatch benchmark: one run, one machine, one data set, every figure of the
+Performance section of the README.
+
+    python -m benchmarks.bench            # or: make bench
+
+Uses the local stack (started when it is not running), a fresh set of topics and a fresh
+ClickHouse database per run, and removes the database at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from benchmarks import kafka_util
+from resumewatch.settings import Settings
+
+
+@dataclass
+class Run:
+    """One pipeline under test: its settings, environment, processes and logs."""
+
+    settings: Settings
+    logs: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = {
+            f"RESUMEWATCH_{k.upper()}": str(getattr(s, k))
+            for k in Settings.model_fields
+            if getattr(s, k) is not None and k not in ("clickhouse_password",)
+        }
+        env["RESUMEWATCH_CLICKHOUSE_PASSWORD"] = s.clickhouse_password.get_secret_value()
+        env["RESUMEWATCH_CLICKHOUSE_ANALYST_PASSWORD"] = (
+            s.clickhouse_analyst_password.get_secret_value()
+        )
+        return {**os.environ, **env}
+
+    def start(self, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
+        name = name or args[0]
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "resumewatch", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def worker_groups(self) -> dict[str, list[str]]:
+        s = self.settings
+        return {
+            s.app_id: [
+                s.input_topic,
+                s.contributions_topic,
+                s.rollup_topic,
+                s.region_rows_topic,
+                s.supply_topic,
+            ]
+        }
+
+    def sink_groups(self) -> dict[str, list[str]]:
+        s = self.settings
+        return {
+            s.sink_group: [
+                s.region_rows_topic,
+                s.enterprise_rows_topic,
+                s.alerts_topic,
+                s.dlq_topic,
+            ]
+        }
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"{proc.args!r} exited with {proc.returncode}; see the logs in {self.logs}"
+                )
+
+
+def new_run(base: Settings, logs: Path, tag: str, **overrides: Any) -> Run:
+    from resumewatch.provision import ensure_schema, ensure_topics
+
+    uid = f"{tag}-{uuid.uuid4().hex[:6]}"
+    settings = base.model_copy(
+        update={
+            "input_topic": f"bench-{uid}-enterprise-status",
+            "alerts_topic": f"bench-{uid}-alerts",
+            "dlq_topic": f"bench-{uid}-enterprise-status-dlq",
+            "internal_prefix": f"bench-{uid}",
+            "clickhouse_database": f"bench_{uid.replace('-', '_')}",
+            **overrides,
+        }
+    )
+    ensure_topics(settings)
+    ensure_schema(settings)
+    logs.mkdir(parents=True, exist_ok=True)
+    return Run(settings, logs)
+
+
+def wait_drained(
+    run: Run,
+    groups: dict[str, list[str]],
+    timeout: float,
+    progress: Callable[[int], None] | None = None,
+) -> float:
+    """Poll until every group committed every message of its topics, twice in a row (the
+    second look catches records produced between the first look's reads). Returns the
+    monotonic time of the first of those looks."""
+    client = kafka_util.admin(run.settings.kafka_bootstrap)
+    deadline = time.monotonic() + timeout
+    first_zero: float | None = None
+    try:
+        while True:
+            run.check_alive()
+            now = time.monotonic()
+            left = kafka_util.lag(client, run.settings.kafka_bootstrap, groups)
+            if progress is not None:
+                progress(left)
+            if left == 0:
+                if first_zero is not None:
+                    return first_zero
+                first_zero = now
+            else:
+                first_zero = None
+            if now > deadline:
+                raise click.ClickException(
+                    f"not drained after {timeout:.0f} s ({left} messages left); "
+                    f"see the logs in {run.logs}"
+                )
+            time.sleep(0.5)
+    finally:
+        client.close()
+
+
+def ndjson_file(settings: Settings, events: int, seed: int) -> Path:
+    """The simulator's NDJSON for about ``events`` messages (1 % invalid, 1 % duplicates),
+    generated once and kept under the state directory."""
+    from producers.simulator import SimConfig, stream
+
+    enterprises = max(100, events // 20)  # the simulator sends ~20 messages per enterprise
+    path = settings.state_dir / "bench" / f"sim-{enterprises}-21-{seed}.ndjson"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = SimConfig(
+        enterprises=enterprises,
+        days=21,
+        seed=seed,
+        tz=settings.timezone,
+        bad_share=0.01,
+        duplicate_share=0.01,
+    )
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f, step(f"simulating {enterprises:,} enterprises × 21 days"):
+        for rec in stream(cfg):
+            f.write(rec.value + b"\n")
+    tmp.rename(path)
+    return path
+
+
+def lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        yield from f
+
+
+@contextmanager
+def step(what: str) -> Iterator[None]:
+    click.echo(f"… {what}", err=True)
+    started = time.monotonic()
+    yield
+    click.echo(f"  done in {time.monotonic() - started:.1f} s", err=True)
+
+
+def rss_peak(pid: int) -> int:
+    """Peak resident set size of a process, in bytes (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+# --- the measurements ------------------------------------------------------------------
+
+
+def measure_limit(run: Run, total: int) -> float:
+    """A bare aiokafka consumer that reads and decodes every message, nothing else."""
+    import asyncio
+
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    async def drain() -> float:
+        consumer = AIOKafkaConsumer(
+            run.settings.input_topic,
+            bootstrap_servers=run.settings.kafka_bootstrap.split(","),
+            group_id=f"{run.settings.internal_prefix}-limit",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        started = time.monotonic()
+        await consumer.start()
+        seen = 0
+        try:
+            while seen < total:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for r in records:
+                        with suppress(orjson.JSONDecodeError):
+                            orjson.loads(r.value)
+                    seen += len(records)
+        finally:
+            await consumer.stop()
+        return total / (time.monotonic() - started)
+
+    return asyncio.run(drain())
+
+
+def measure_baseline(run: Run, total: int, max_seconds: float) -> tuple[float, int]:
+    """An idiomatic Faust agent (one event at a time, a table update per event), drained
+    from a fresh group for at most ``max_seconds``; returns (events/s, events done)."""
+    env = {
+        **run.env,
+        "BENCH_BROKER": run.settings.kafka_bootstrap,
+        "BENCH_TOPIC": run.settings.input_topic,
+        "BENCH_APP": f"{run.settings.internal_prefix}-baseline",
+        "BENCH_DATADIR": str(run.logs / "baseline-data"),
+    }
+    log = open(run.logs / "baseline.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.baseline", "worker", "-l", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    group = f"{run.settings.internal_prefix}-baseline"
+    client = kafka_util.admin(run.settings.kafka_bootstrap)
+    started = time.monotonic()
+    first: tuple[float, int] | None = None
+    last = (started, 0)
+    try:
+        while time.monotonic() - started < max_seconds:
+            if proc.poll() is not None:
+                raise click.ClickException(f"the baseline exited; see {run.logs}/baseline.log")
+            done = sum(kafka_util.committed(client, group).values())
+            now = time.monotonic()
+            if done and first is None:
+                first = (now, done)
+            last = (now, done)
+            if done >= total:
+                break
+            time.sleep(1.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        client.close()
+    # From start (including Faust's start-up) to the last committed progress.
+    elapsed = last[0] - started
+    return (last[1] / elapsed if elapsed > 0 else 0.0), last[1]
+
+
+def measure_pipeline(run: Run, total: int, workers: int, timeout: float) -> dict[str, Any]:
+    """The real workers and sink from fresh groups until everything is in ClickHouse."""
+    started = time.monotonic()
+    procs = [
+        run.start("worker", "--loglevel", "warning", name=f"worker-{i}") for i in range(workers)
+    ]
+    run.start("sink")
+    done = wait_drained(run, {**run.worker_groups(), **run.sink_groups()}, timeout)
+    elapsed = done - started
+    peak = max(rss_peak(p.pid) for p in procs)
+    run.stop()
+    sizes = insert_sizes(run.logs / "sink.log")
+    return {
+        "events_per_s": total / elapsed,
+        "workers": workers,
+        "seconds": elapsed,
+        "worker_peak_rss_bytes": peak,
+        "inserts": len(sizes),
+        "median_rows_per_insert": statistics.median(sizes) if sizes else 0,
+    }
+
+
+def insert_sizes(log: Path) -> list[int]:
+    """Rows of every ClickHouse insert, from the sink's "inserted {table: rows}" lines."""
+    import ast
+
+    sizes: list[int] = []
+    for line in log.read_text(errors="replace").splitlines():
+        at = line.find("inserted {")
+        if at >= 0:
+            written = ast.literal_eval(line[at + len("inserted ") :])
+            sizes += [n for table, n in written.items() if "retractions" not in table]
+    return sizes
+
+
+def measure_publisher(run: Run, path: Path) -> tuple[float, int]:
+    """`resumewatch publish` from NDJSON (validation included) into a scratch topic."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "resumewatch", "publish", str(path)],
+        env={**run.env, "RESUMEWATCH_INPUT_TOPIC": f"{run.settings.internal_prefix}-publish"},
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.monotonic() - started
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("sent ")]
+    if not summary:
+        raise click.ClickException(f"publish failed: {proc.stderr[-2000:]}")
+    sent = int(summary[0].split()[1].rstrip(","))
+    rejected = int(summary[0].split()[3].rstrip(","))
+    dups = int(summary[0].split()[5])
+    return (sent + rejected + dups) / elapsed, sent
+
+
+# --- the command -----------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--events", default=1_000_000, show_default=True, help="Events to pre-fill.")
+@click.option("--seed", default=7, show_default=True, help="Simulator seed.")
+@click.option(
+    "--baseline-seconds",
+    default=120.0,
+    show_default=True,
+    help="Longest drain of the Faust baseline (its rate is measured over that time).",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["publisher", "limit", "baseline", "pipeline", "latency", "memory"]),
+    multiple=True,
+    help="Run only these measurements (repeatable); default: all.",
+)
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("benchmarks/results.json"),
+    show_default=True,
+    help="Where to write the figures as JSON.",
+)
+@click.option(
+    "--memory-enterprises",
+    default=1_000_000,
+    show_default=True,
+    help="Registered enterprises of the memory measurement.",
+)
+@click.option(
+    "--workers", default=1, show_default=True, help="Worker processes of the pipeline run."
+)
+@click.option("--keep", is_flag=True, help="Keep the benchmark's ClickHouse databases.")
+def main(
+    events: int,
+    seed: int,
+    baseline_seconds: float,
+    only: tuple[str, ...],
+    json_out: Path,
+    memory_enterprises: int,
+    workers: int,
+    keep: bool,
+) -> None:
+    """Measure throughput (limit, Faust baseline, resumewatch), latency, publisher rate,
+    ClickHouse insert sizes and worker memory; print a table and write JSON."""
+    from resumewatch.stack import Stack
+
+    base = Settings()
+    Stack(base).up()
+    wanted = set(only) or {"publisher", "limit", "baseline", "pipeline", "latency", "memory"}
+    logs = base.state_dir / "bench" / time.strftime("run-%Y%m%d-%H%M%S")
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "events": events,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    runs: list[Run] = []
+    try:
+        path = ndjson_file(base, events, seed)
+        main_run = new_run(base, logs, "drain")
+        runs.append(main_run)
+        if "publisher" in wanted:
+            with step("publisher: resumewatch publish from NDJSON"):
+                rate, _ = measure_publisher(main_run, path)
+            results["publisher_events_per_s"] = rate
+        with step(f"pre-filling {main_run.settings.input_topic}"):
+            total = kafka_util.send_lines(
+                base.kafka_bootstrap, main_run.settings.input_topic, lines(path)
+            )
+        results["prefilled"] = total
+        if "limit" in wanted:
+            with step("limit: bare aiokafka consumer"):
+                results["limit_events_per_s"] = measure_limit(main_run, total)
+        if "baseline" in wanted:
+            with step("baseline: idiomatic Faust agent"):
+                rate, n = measure_baseline(main_run, total, baseline_seconds)
+            results["baseline_events_per_s"] = rate
+            results["baseline_events_done"] = n
+        if "pipeline" in wanted:
+            with step("resumewatch: worker + sink into ClickHouse"):
+                results["pipeline"] = measure_pipeline(main_run, total, workers, timeout=1800)
+        if "latency" in wanted:
+            from benchmarks.latency import measure_latency
+
+            run = new_run(base, logs / "latency", "latency")
+            runs.append(run)
+            with step("latency: 2 000 events/s for 60 s"):
+                results["latency"] = measure_latency(run)
+        if "memory" in wanted:
+            from benchmarks.memory import measure_memory
+
+            run = new_run(base, logs / "memory", "memory")
+            runs.append(run)
+            with step(f"memory: worker with {memory_enterprises:,} registered enterprises"):
+                results["memory"] = measure_memory(run, memory_enterprises)
+    finally:
+        for run in runs:
+            run.stop()
+            if not keep:
+                drop_database(run.settings)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(results, indent=2) + "\n")
+    json_out.with_suffix(".md").write_text(markdown(results))
+    print_table(results)
+    click.echo(f"figures written to {json_out}; logs in {logs}", err=True)
+
+
+def drop_database(settings: Settings) -> None:
+    from sinks.runner import clickhouse_client
+
+    client = clickhouse_client(settings)
+    try:
+        client.execute(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+    finally:
+        client.disconnect()
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(int(mem) / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measure, value, target) of every figure present in the results."""
+    rows: list[tuple[str, str, str]] = []
+
+    def rate(v: float | None) -> str:
+        return f"{v:,.0f} events/s" if v else "not measured"
+
+    pipe = r.get("pipeline", {})
+    ours = pipe.get("events_per_s")
+    base = r.get("baseline_events_per_s")
+    limit = r.get("limit_events_per_s")
+    rows.append(("limit: bare aiokafka consumer, read + decode", rate(limit), ""))
+    rows.append(("peer baseline: idiomatic Faust agent", rate(base), ""))
+    rows.append(
+        (f"resumewatch end to end ({pipe.get('workers', 1)} worker + sink)", rate(ours), "≥ 30,000")
+    )
+    if ours and base:
+        rows.append(("resumewatch / baseline", f"{ours / base:.2f}×", "≥ 8×"))
+    if ours and limit:
+        rows.append(("resumewatch / limit", f"{ours / limit:.3f}", "higher is better"))
+    lat = r.get("latency")
+    if lat:
+        rows.append(
+            (
+                f"publish → queryable at {lat['publish_rate']:,.0f} events/s, p50 / p95 / p99",
+                f"{lat['p50']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f} s",
+                "p99 ≤ 2 s",
+            )
+        )
+    rows.append(("publisher from NDJSON", rate(r.get("publisher_events_per_s")), "≥ 25,000"))
+    if pipe:
+        rows.append(
+            (
+                "median rows per ClickHouse insert (all tables)",
+                f"{pipe['median_rows_per_insert']:,.0f} of {pipe['inserts']:,} inserts",
+                "≥ 5,000",
+            )
+        )
+        rows.append(
+            (
+                "worker peak RSS during the drain",
+                f"{pipe['worker_peak_rss_bytes'] / 2**20:,.0f} MB",
+                "",
+            )
+        )
+    mem = r.get("memory")
+    if mem:
+        rows.append(
+            (
+                f"worker peak RSS, {mem['enterprises']:,} enterprises",
+                f"{mem['peak_rss_bytes'] / 2**30:.2f} GB",
+                "≤ 1.5 GB",
+            )
+        )
+    return rows
+
+
+def print_table(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"resumewatch benchmark ({r.get('prefilled', r['events']):,} events)")
+    for column in ("measure", "value", "target"):
+        t.add_column(column)
+    for row in table_rows(r):
+        t.add_row(*row)
+    Console().print(t)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"Measured {r['started_at'][:10]} on {m['cpus']} cores ({m['cpu']}), "
+        f"{m['memory_gb']} GB, Python {m['python']}, Kafka and ClickHouse on the same machine; "
+        f"{r.get('prefilled', r['events']):,} events.",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in table_rows(r)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
