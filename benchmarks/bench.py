@@ -257,7 +257,7 @@ def measure_baseline(run: Run, total: int, max_seconds: float) -> tuple[float, i
     }
     log = open(run.logs / "baseline.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.baseline", "worker", "-l", "warning"],
+        [sys.executable, "-m", "benchmarks.baseline", "worker", "-l", "warn"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -325,10 +325,12 @@ def insert_sizes(log: Path) -> list[int]:
 
 def measure_publisher(run: Run, path: Path) -> tuple[float, int]:
     """`resumewatch publish` from NDJSON (validation included) into a scratch topic."""
+    topic = f"{run.settings.internal_prefix}-publish"
+    kafka_util.create_topic(run.settings.kafka_bootstrap, topic, run.settings.partitions)
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "resumewatch", "publish", str(path)],
-        env={**run.env, "RESUMEWATCH_INPUT_TOPIC": f"{run.settings.internal_prefix}-publish"},
+        env={**run.env, "RESUMEWATCH_INPUT_TOPIC": topic},
         capture_output=True,
         text=True,
     )
@@ -374,7 +376,7 @@ def measure_publisher(run: Run, path: Path) -> tuple[float, int]:
     help="Registered enterprises of the memory measurement.",
 )
 @click.option(
-    "--workers", default=1, show_default=True, help="Worker processes of the pipeline run."
+    "--workers", default=2, show_default=True, help="Worker processes of the pipeline run."
 )
 @click.option("--keep", is_flag=True, help="Keep the benchmark's ClickHouse databases.")
 def main(

@@ -12,6 +12,19 @@ def admin(bootstrap: str) -> Any:
     return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="bench")
 
 
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    client = admin(bootstrap)
+    try:
+        client.create_topics([NewTopic(name, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        client.close()
+
+
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """The next offset of every partition of ``topics``."""
     from kafka import KafkaConsumer, TopicPartition

@@ -61,12 +61,21 @@ class Publisher:
                 "or set RESUMEWATCH_KAFKA_BOOTSTRAP."
             ) from exc
 
+    def _no_metadata(self, exc: Exception) -> PublishError:
+        return PublishError(
+            f"Kafka has no metadata for topic {self.topic!r} ({exc}): create it "
+            "(`resumewatch migrate` creates the pipeline's topics) or check the bootstrap "
+            "servers."
+        )
+
     def publish(
         self,
         events: Iterable[AnyEvent | dict[str, Any]],
         progress: Callable[[int], None] | None = None,
     ) -> PublishResult:
         """Validate and send; invalid events are returned with their reasons, never sent."""
+        from kafka.errors import KafkaTimeoutError
+
         result = PublishResult()
         send = self.producer.send
         for i, item in enumerate(events):
@@ -75,7 +84,10 @@ class Publisher:
             except InvalidEvent as exc:
                 result.rejected.append(Rejected(i, str(exc)))
                 continue
-            send(self.topic, key=ev.enterprise_id.encode(), value=encode(ev))
+            try:
+                send(self.topic, key=ev.enterprise_id.encode(), value=encode(ev))
+            except KafkaTimeoutError as exc:
+                raise self._no_metadata(exc) from exc
             result.sent += 1
             if progress is not None:
                 progress(1)
@@ -91,6 +103,8 @@ class Publisher:
         """Publish NDJSON lines: each is validated and, if valid, sent as the original bytes
         (so unknown extra fields reach the raw record). Rejections carry 1-based line numbers;
         an event_id seen earlier in the same input is counted as a duplicate and not sent."""
+        from kafka.errors import KafkaTimeoutError
+
         result = PublishResult()
         seen: set[str] = set()
         send = self.producer.send
@@ -108,7 +122,10 @@ class Publisher:
                 result.duplicates += 1
                 continue
             seen.add(ev.event_id)
-            send(topic, key=ev.enterprise_id.encode(), value=line)
+            try:
+                send(topic, key=ev.enterprise_id.encode(), value=line)
+            except KafkaTimeoutError as exc:
+                raise self._no_metadata(exc) from exc
             result.sent += 1
             if progress is not None:
                 progress(1)

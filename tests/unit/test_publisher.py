@@ -92,3 +92,18 @@ def test_simulated_events_are_all_valid_and_cover_every_type() -> None:
     assert any(getattr(e, "zero_report", False) for e in sim.events)
     assert any(getattr(e, "suppliers", ()) for e in sim.events)
     assert sum(v[0] for v in sim.final_district.values()) == 300
+
+
+def test_a_topic_without_metadata_is_one_clear_error() -> None:
+    import pytest
+    from kafka.errors import KafkaTimeoutError
+
+    from producers.publisher import PublishError
+
+    class NoTopic(FakeProducer):
+        def send(self, topic: str, key: bytes, value: bytes) -> None:
+            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+
+    pub = Publisher("unused:1", "missing-topic", producer=NoTopic())
+    with pytest.raises(PublishError, match="no metadata for topic 'missing-topic'.*migrate"):
+        pub.publish_lines([_line()])
