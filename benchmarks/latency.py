@@ -54,7 +54,7 @@ def _registration(eid: str, district: str, city: str, now: datetime) -> bytes:
 
 
 def measure_latency(
-    run: Run, rate: int = 2000, seconds: float = 60.0, enterprises: int = 5000
+    run: Run, workers: int = 2, rate: int = 2000, seconds: float = 60.0, enterprises: int = 5000
 ) -> dict[str, Any]:
     from producers.publisher import Publisher
     from sinks.runner import clickhouse_client
@@ -63,7 +63,8 @@ def measure_latency(
     zone = ZoneInfo(s.timezone)
     start = datetime.now(zone) - timedelta(minutes=1)
     today = start.date().isoformat()
-    run.start("worker", "--loglevel", "warning")
+    for i in range(workers):
+        run.start("worker", "--loglevel", "warning", name=f"worker-{i}")
     run.start("sink")
     pub = Publisher(s.kafka_bootstrap, s.input_topic, linger_ms=5)
     load = [f"L{i:06d}" for i in range(enterprises)]
@@ -155,6 +156,7 @@ def measure_latency(
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return {
         "publish_rate": published,
+        "workers": workers,
         "probes": len(sent),
         "probes_seen": len(lat),
         "p50": q[49],
