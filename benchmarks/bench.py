@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ import click
 
 from benchmarks import kafka_util
 from resumewatch.settings import Settings
+from resumewatch.stack.procs import stop_children
 
 
 @dataclass
@@ -39,17 +40,7 @@ class Run:
 
     @property
     def env(self) -> dict[str, str]:
-        s = self.settings
-        env = {
-            f"RESUMEWATCH_{k.upper()}": str(getattr(s, k))
-            for k in Settings.model_fields
-            if getattr(s, k) is not None and k not in ("clickhouse_password",)
-        }
-        env["RESUMEWATCH_CLICKHOUSE_PASSWORD"] = s.clickhouse_password.get_secret_value()
-        env["RESUMEWATCH_CLICKHOUSE_ANALYST_PASSWORD"] = (
-            s.clickhouse_analyst_password.get_secret_value()
-        )
-        return {**os.environ, **env}
+        return {**os.environ, **self.settings.as_env()}
 
     def start(self, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
         name = name or args[0]
@@ -64,15 +55,7 @@ class Run:
         return proc
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children(self.procs)
         self.procs.clear()
 
     def worker_groups(self) -> dict[str, list[str]]:
@@ -88,15 +71,7 @@ class Run:
         }
 
     def sink_groups(self) -> dict[str, list[str]]:
-        s = self.settings
-        return {
-            s.sink_group: [
-                s.region_rows_topic,
-                s.enterprise_rows_topic,
-                s.alerts_topic,
-                s.dlq_topic,
-            ]
-        }
+        return {self.settings.sink_group: self.settings.sink_topics}
 
     def check_alive(self) -> None:
         for proc in self.procs:
@@ -126,25 +101,18 @@ def new_run(base: Settings, logs: Path, tag: str, **overrides: Any) -> Run:
     return Run(settings, logs)
 
 
-def wait_drained(
-    run: Run,
-    groups: dict[str, list[str]],
-    timeout: float,
-    progress: Callable[[int], None] | None = None,
-) -> float:
+def wait_drained(run: Run, groups: dict[str, list[str]], timeout: float) -> float:
     """Poll until every group committed every message of its topics, twice in a row (the
     second look catches records produced between the first look's reads). Returns the
     monotonic time of the first of those looks."""
-    client = kafka_util.admin(run.settings.kafka_bootstrap)
+    progress = kafka_util.Progress(run.settings.kafka_bootstrap)
     deadline = time.monotonic() + timeout
     first_zero: float | None = None
     try:
         while True:
             run.check_alive()
             now = time.monotonic()
-            left = kafka_util.lag(client, run.settings.kafka_bootstrap, groups)
-            if progress is not None:
-                progress(left)
+            left = progress.lag(groups)
             if left == 0:
                 if first_zero is not None:
                     return first_zero
@@ -158,7 +126,7 @@ def wait_drained(
                 )
             time.sleep(0.5)
     finally:
-        client.close()
+        progress.close()
 
 
 def ndjson_file(settings: Settings, events: int, seed: int) -> Path:
@@ -263,26 +231,22 @@ def measure_baseline(run: Run, total: int, max_seconds: float) -> tuple[float, i
         stderr=subprocess.STDOUT,
     )
     group = f"{run.settings.internal_prefix}-baseline"
-    client = kafka_util.admin(run.settings.kafka_bootstrap)
+    progress = kafka_util.Progress(run.settings.kafka_bootstrap)
     started = time.monotonic()
-    first: tuple[float, int] | None = None
     last = (started, 0)
     try:
         while time.monotonic() - started < max_seconds:
             if proc.poll() is not None:
                 raise click.ClickException(f"the baseline exited; see {run.logs}/baseline.log")
-            done = sum(kafka_util.committed(client, group).values())
-            now = time.monotonic()
-            if done and first is None:
-                first = (now, done)
-            last = (now, done)
+            done = sum(progress.committed(group).values())
+            last = (time.monotonic(), done)
             if done >= total:
                 break
             time.sleep(1.0)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-        client.close()
+        progress.close()
     # From start (including Faust's start-up) to the last committed progress.
     elapsed = last[0] - started
     return (last[1] / elapsed if elapsed > 0 else 0.0), last[1]

@@ -25,36 +25,45 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         client.close()
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    """The next offset of every partition of ``topics``."""
-    from kafka import KafkaConsumer, TopicPartition
+class Progress:
+    """Lag of consumer groups, polled often: one admin client and one consumer for all the
+    polls (a new client per poll cost the benchmark process a good share of a core)."""
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","))
-    try:
+    def __init__(self, bootstrap: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.admin = admin(bootstrap)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","))
+
+    def end_offsets(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        """The next offset of every partition of ``topics``."""
+        from kafka import TopicPartition
+
         tps = [
             TopicPartition(t, p)
             for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
+            for p in sorted(self.consumer.partitions_for_topic(t) or ())
         ]
-        return {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
+        ends = self.consumer.end_offsets(tps)
+        return {(tp.topic, tp.partition): o for tp, o in ends.items()}
 
+    def committed(self, group: str) -> dict[tuple[str, int], int]:
+        """The committed offsets of ``group`` (empty while it has none)."""
+        offsets = self.admin.list_group_offsets(group).get(group, {})
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
-def committed(client: Any, group: str) -> dict[tuple[str, int], int]:
-    """The committed offsets of ``group`` (empty while it has none)."""
-    offsets = client.list_group_offsets(group).get(group, {})
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+    def lag(self, groups: dict[str, list[str]]) -> int:
+        """Messages not yet committed by the groups, over their topics ({group: topics})."""
+        total = 0
+        for group, topics in groups.items():
+            ends = self.end_offsets(topics)
+            done = self.committed(group)
+            total += sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
+        return total
 
-
-def lag(client: Any, bootstrap: str, groups: dict[str, list[str]]) -> int:
-    """Messages not yet committed by the groups, over their topics ({group: topics})."""
-    total = 0
-    for group, topics in groups.items():
-        ends = end_offsets(bootstrap, topics)
-        done = committed(client, group)
-        total += sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
-    return total
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
 
 
 def send_lines(

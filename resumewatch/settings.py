@@ -187,5 +187,28 @@ class Settings(BaseSettings):
         return [f"{self.app_id}-{t}-changelog" for t in tables]
 
     @property
+    def sink_topics(self) -> list[str]:
+        """The topics the ClickHouse sink consumes."""
+        return [
+            self.region_rows_topic,
+            self.enterprise_rows_topic,
+            self.alerts_topic,
+            self.dlq_topic,
+        ]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as RESUMEWATCH_* variables, for a child process (secrets included:
+        the child needs them)."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"RESUMEWATCH_{name.upper()}"] = str(value)
+        return env
+
+    @property
     def sink_group(self) -> str:
         return f"{self.internal_prefix}-sink"

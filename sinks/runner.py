@@ -93,10 +93,7 @@ class SinkRunner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
         consumer = AIOKafkaConsumer(
-            self.s.region_rows_topic,
-            self.s.enterprise_rows_topic,
-            self.s.alerts_topic,
-            self.s.dlq_topic,
+            *self.s.sink_topics,
             bootstrap_servers=self.s.kafka_bootstrap.split(","),
             group_id=self.s.sink_group,
             enable_auto_commit=False,

@@ -280,14 +280,8 @@ class EnterpriseProcessor:
         out.append(Out(self.s.dlq_topic, msg.key, msg.value, None, headers))
 
     def _contribute(self, out: list[Out], district: str, body: dict[str, Any]) -> None:
-        out.append(
-            Out(
-                self.s.contributions_topic,
-                district.encode(),
-                orjson.dumps(body),
-                stable_partition(district, self.s.partitions),
-            )
-        )
+        # ``pack`` routes it to the district's partition.
+        out.append(Out(self.s.contributions_topic, district.encode(), orjson.dumps(body)))
 
     def _report(self, eid: str, day: int, entry: _Touched) -> list[Any] | None:
         """The enterprise's report for ``day``: changed in this batch, or as stored."""
@@ -313,14 +307,7 @@ class EnterpriseProcessor:
                     "st": enterprise.status_timeline(tl),
                     "sl": enterprise.supplier_timeline(tl),
                 }
-                out.append(
-                    Out(
-                        self.s.supply_topic,
-                        eid.encode(),
-                        orjson.dumps(body),
-                        stable_partition(eid, self.s.partitions),
-                    )
-                )
+                out.append(Out(self.s.supply_topic, eid.encode(), orjson.dumps(body)))
         # A report's version is [profile seq, report time]: a profile change or a later
         # correction both make it newer.
         days = set(entry.reports)
@@ -549,14 +536,7 @@ class DistrictProcessor(_Lazy):
                 v = None if row.deleted else row.v
                 update = orjson.dumps({"c": key, "d": row.day, "s": row.scope, "v": v})
                 for parent in (city, province):
-                    out.append(
-                        Out(
-                            self.s.rollup_topic,
-                            parent.encode(),
-                            update,
-                            stable_partition(parent, n),
-                        )
-                    )
+                    out.append(Out(self.s.rollup_topic, parent.encode(), update))
         return pack(out, self.packed, n)
 
 
@@ -698,14 +678,8 @@ class SupplyProcessor:
         self.packed = packed_topics(settings)
 
     def _send(self, out: list[Out], to: str, body: dict[str, Any]) -> None:
-        out.append(
-            Out(
-                self.s.supply_topic,
-                to.encode(),
-                orjson.dumps(body),
-                stable_partition(to, self.s.partitions),
-            )
-        )
+        # ``pack`` routes it to the partition of ``to``.
+        out.append(Out(self.s.supply_topic, to.encode(), orjson.dumps(body)))
 
     def process(self, events: Sequence[Any]) -> tuple[list[Out], list[dict[str, Any]]]:
         out: list[Out] = []

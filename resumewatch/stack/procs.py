@@ -85,6 +85,19 @@ def stop_process(pidfile: Path, timeout: float = 30.0) -> bool:
     return True
 
 
+def stop_children(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """Stop child processes started with Popen (TERM to all, then KILL who is left)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_until(
     check: Callable[[], bool],
     timeout: float,

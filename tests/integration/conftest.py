@@ -18,6 +18,7 @@ import pytest
 from resumewatch.provision import ensure_schema, ensure_topics
 from resumewatch.settings import Settings
 from resumewatch.stack import Stack
+from resumewatch.stack.procs import stop_children
 
 
 @pytest.fixture(scope="session")
@@ -125,15 +126,7 @@ class Pipeline:
         return "\n".join(out)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_children(self.procs)
 
 
 @pytest.fixture
@@ -155,11 +148,7 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
             **overrides,
         }
         settings = base_settings.model_copy(update=values)
-        env = {
-            f"RESUMEWATCH_{k.upper()}": str(getattr(settings, k))
-            for k in Settings.model_fields
-            if getattr(settings, k) is not None
-        }
+        env = settings.as_env()
         ensure_topics(settings)
         ensure_schema(settings)
         p = Pipeline(settings, env, tmp_path)

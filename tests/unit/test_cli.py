@@ -80,3 +80,20 @@ def test_local_clickhouse_users_have_a_read_only_analyst(tmp_path) -> None:  # t
     assert "<profile>readonly</profile>" in analyst
     assert "<allow_databases><database>resumewatch</database></allow_databases>" in analyst
     assert "<password>a&lt;b&amp;c</password>" in analyst
+
+
+def test_settings_as_env_round_trips_for_a_child_process() -> None:
+    from pydantic import SecretStr
+
+    from resumewatch.settings import Settings
+
+    s = Settings(clickhouse_password=SecretStr("w-secret"), partitions=3)
+    env = s.as_env()
+    assert env["RESUMEWATCH_CLICKHOUSE_PASSWORD"] == "w-secret"
+    assert env["RESUMEWATCH_PARTITIONS"] == "3"
+    assert "RESUMEWATCH_REPLICATION" not in env  # None: left to its default
+    child = Settings.model_validate(
+        {k.removeprefix("RESUMEWATCH_").lower(): v for k, v in env.items()}
+    )
+    assert child.clickhouse_password.get_secret_value() == "w-secret"
+    assert child.partitions == 3
