@@ -96,12 +96,26 @@ def stack_status(ctx: click.Context) -> None:
 
 # -- setup and processes --------------------------------------------------------------
 @main.command()
+@click.option(
+    "--print-cluster-ddl",
+    "cluster",
+    metavar="CLUSTER",
+    default=None,
+    help="Print the ClickHouse schema for the cluster CLUSTER (Replicated tables, ON CLUSTER) "
+    "instead of migrating; run it once with clickhouse-client --multiquery.",
+)
 @click.pass_context
-def migrate(ctx: click.Context) -> None:
+def migrate(ctx: click.Context, cluster: str | None) -> None:
     """Create missing Kafka topics and the ClickHouse schema (idempotent)."""
     from resumewatch.provision import ensure_schema, ensure_topics
 
     s = _settings(ctx)
+    if cluster is not None:
+        from sinks.schema import cluster_statements
+
+        for sql in cluster_statements(s.clickhouse_database, cluster):
+            click.echo(sql + ";")
+        return
     try:
         created = ensure_topics(s)
         n = ensure_schema(s)
@@ -320,6 +334,20 @@ def gateway(ctx: click.Context) -> None:
         run_gateway(_settings(ctx))
     except GatewayError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind [default: RESUMEWATCH_DASHBOARD_HOST].")
+@click.option("--port", default=None, type=int, help="Port [default: RESUMEWATCH_DASHBOARD_PORT].")
+@click.pass_context
+def dashboard(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the dashboard: resumption and capacity over the days, districts, alerts firing,
+    enterprises without today's report. Reads ClickHouse as the read-only analyst user."""
+    from resumewatch.dashboard import run_dashboard
+
+    s = _settings(ctx)
+    update = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v}
+    run_dashboard(s.model_copy(update=update))
 
 
 @main.command("sql")

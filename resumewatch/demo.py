@@ -46,7 +46,7 @@ def run_demo(settings: Settings, enterprises: int, days: int, timeout: float) ->
         console.print(line)
     ensure_topics(settings)
     ensure_schema(settings)
-    for name in ("worker", "sink"):
+    for name in ("worker", "sink", "dashboard"):
         started = stack.start_pipeline_process(name, [name])
         console.print(
             f"{'started' if started else 'already running'} {name} "
@@ -69,8 +69,9 @@ def run_demo(settings: Settings, enterprises: int, days: int, timeout: float) ->
             got = {(r[0], r[1]): (r[2], r[3]) for r in rows}
             if got == want:
                 break
+            running = {s.name: s.pid for s in stack.status()}
             for name in ("worker", "sink"):
-                if stack.status()[2 if name == "worker" else 3].pid is None:
+                if running[name] is None:
                     raise StackError(f"the {name} stopped; see {stack.run_dir / (name + '.log')}")
             if time.monotonic() - t0 > timeout:
                 raise StackError(
@@ -117,5 +118,6 @@ def run_demo(settings: Settings, enterprises: int, days: int, timeout: float) ->
         "sector = '*' AND above_scale_only = 0 ORDER BY day, district\"\n"
         f"  curl 'http://127.0.0.1:{settings.clickhouse_http_port}/?database={db}' "
         "--data-binary 'SELECT count() FROM region_metrics FINAL'\n"
+        f"Dashboard:  {stack.dashboard_url}\n"
         "Services keep running. Stop everything with:  .venv/bin/resumewatch stack down"
     )

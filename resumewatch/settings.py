@@ -139,6 +139,28 @@ class Settings(BaseSettings):
         default=0.5, description="Max seconds the sink waits to fill a ClickHouse insert."
     )
 
+    # --- observability and the dashboard ------------------------------------------------
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's and the sink's Prometheus /metrics listen on "
+        "(0.0.0.0 in containers).",
+    )
+    worker_metrics_port: int = Field(
+        default=18101,
+        description="Port of a worker's /metrics; 0 turns it off. Workers on one host need "
+        "ports of their own.",
+    )
+    sink_metrics_port: int = Field(
+        default=18102, description="Port of the sink's /metrics; 0 turns it off."
+    )
+    dashboard_host: str = Field(
+        default="127.0.0.1", description="Address the dashboard binds (loopback by default)."
+    )
+    dashboard_port: int = Field(default=18050, description="Port of the dashboard.")
+    dashboard_refresh: float = Field(
+        default=30.0, description="Seconds between the dashboard page's refreshes."
+    )
+
     @property
     def rules_path(self) -> Path:
         return self.alert_rules_file or Path(__file__).with_name("default_rules.yaml")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system programs resumewatch runs locally, when they are missing:
-# Java + Maven (the Kafka broker comes from Maven Central), a ClickHouse server, and
-# docker-compose (to check the deployment's compose file).
+# Java + Maven (the Kafka broker comes from Maven Central), a ClickHouse server,
+# docker-compose (to check the deployment's compose file), and Chromium with a CJK font (the
+# dashboard's end-to-end test and its screenshot).
 # Safe to repeat: it does nothing when everything is there.
 set -euo pipefail
 
@@ -17,6 +18,8 @@ fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # Validates docker/compose.yaml in the tests (`docker-compose config` needs no Docker engine).
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
+from sinks.metrics import SinkMetrics
 from sinks.schema import ALERTS
 from sinks.writer import (
     DEAD_LETTER_COLUMNS,
@@ -28,6 +29,7 @@ from sinks.writer import (
     enterprise_row,
     region_record,
 )
+from streams.metrics import serve
 
 log = logging.getLogger("resumewatch.sink")
 
@@ -81,6 +83,7 @@ class SinkRunner:
             clickhouse_client(settings), settings.clickhouse_database
         )
         self.stopping = False
+        self.metrics = SinkMetrics()
 
     def run(self, max_seconds: float | None = None) -> None:
         asyncio.run(self._run(max_seconds))
@@ -104,6 +107,7 @@ class SinkRunner:
             metadata_max_age_ms=5_000,
         )
         await consumer.start()
+        serve(self.metrics.registry, self.s.metrics_host, self.s.sink_metrics_port, "sink")
         batcher = Batcher(self.sink)
         started = time.monotonic()
         try:
@@ -119,28 +123,41 @@ class SinkRunner:
                         timeout_ms=max(1, int(left * 1000)),
                         max_records=self.s.sink_batch_max - len(batcher),
                     )
-                    for records in polled.values():
+                    for tp, records in polled.items():
+                        self.metrics.messages.labels(tp.topic).inc(len(records))
                         for record in records:
                             route(batcher, self.s, record)
                 if len(batcher):
-                    await loop.run_in_executor(None, self._write_with_retry, batcher)
+                    started = time.perf_counter()
+                    written = await loop.run_in_executor(None, self._write_with_retry, batcher)
+                    self.metrics.inserted(written, time.perf_counter() - started)
                     try:
                         await consumer.commit()
                     except CommitFailedError as exc:
                         # A rebalance moved the partitions: the new owner re-inserts the same
                         # rows with the same versions, which FINAL folds into one.
                         log.warning("offset commit after insert failed (%s)", exc)
+                await self._measure_lag(consumer)
         finally:
             await consumer.stop()
 
-    def _write_with_retry(self, batcher: Batcher) -> None:
+    async def _measure_lag(self, consumer: Any) -> None:
+        lags = {}
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                lags[(tp.topic, tp.partition)] = max(0, high - await consumer.position(tp))
+        self.metrics.set_lag(lags)
+
+    def _write_with_retry(self, batcher: Batcher) -> dict[str, int]:
         delay = 0.5
         while True:
             try:
                 written = batcher.flush()
                 log.info("inserted %s", written)
-                return
+                return written
             except Exception as exc:  # noqa: BLE001 - ClickHouse down: retry, keep the batch
+                self.metrics.insert_failures.inc()
                 if self.stopping:
                     raise
                 log.warning("ClickHouse insert failed (%s); retrying in %.1f s", exc, delay)

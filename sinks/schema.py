@@ -269,6 +269,30 @@ def statements(database: str) -> list[str]:
     )
 
 
+def cluster_statements(database: str, cluster: str) -> list[str]:
+    """The schema for a ClickHouse cluster of one shard and any number of replicas: every
+    table a Replicated table created ``ON CLUSTER`` (paths use the servers' ``{shard}`` and
+    ``{replica}`` macros), the views on every node. Same names as the single-server schema,
+    so the sink and the analysts' queries work unchanged against any replica."""
+    on = f" ON CLUSTER {cluster}"
+    out = [f"CREATE DATABASE IF NOT EXISTS {database}{on}"]
+    for table in TABLES:
+        engine, rest = table.engine.split(" ", 1)
+        args = engine[len("ReplacingMergeTree") :].strip("()")
+        path = f"'/clickhouse/tables/{{shard}}/{database}/{table.name}', '{{replica}}'"
+        replicated = f"ReplicatedReplacingMergeTree({path}{', ' + args if args else ''}) {rest}"
+        cols = ", ".join(f"{name} {ctype}" for name, ctype in table.columns)
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS {database}.{table.name}{on} ({cols}) ENGINE = {replicated}"
+        )
+    out += [
+        f"CREATE VIEW IF NOT EXISTS {database}.{name}{on} AS "
+        + " ".join(sql.split()).format(db=database)
+        for name, sql in VIEWS.items()
+    ]
+    return out
+
+
 def migrate(execute: Callable[..., Any], database: str) -> int:
     """Create what is missing, add columns that a table of an older version lacks, and move a
     table whose sorting key changed into one with the new key.

@@ -22,9 +22,11 @@ from typing import Any
 
 import faust
 from faust.sensors.monitor import Monitor
+from faust.types import TP
 
 from resumewatch.settings import Settings
 from streams.alerts import load_rules
+from streams.metrics import WorkerMetrics, serve
 from streams.processing import (
     AlertProcessor,
     DistrictProcessor,
@@ -148,8 +150,28 @@ def create_app(settings: Settings) -> faust.App:
     supply = SupplyProcessor(settings, table("supply"), rules)
     webhooks = Webhooks(settings.webhook_urls, settings.webhook_timeout, settings.webhook_retries)
     app.task(webhooks.run)
+    metrics = WorkerMetrics()
+
+    async def serve_metrics() -> None:
+        serve(metrics.registry, settings.metrics_host, settings.worker_metrics_port, "worker")
+
+    app.task(serve_metrics)
 
     guards: list[OffsetGuard] = []
+
+    async def measure_lag() -> None:
+        lags: dict[tuple[str, int], int] = {}
+        assigned = app.consumer.assignment()
+        for guard in guards:
+            for tp in assigned:
+                if tp.topic not in guard.topics:
+                    continue
+                high = app.consumer.highwater(tp)
+                if high is not None:
+                    lags[(tp.topic, tp.partition)] = max(0, high - guard.next_offset(tp))
+        metrics.set_lag(lags)
+
+    app.timer(5.0)(measure_lag)
 
     async def forget_aggregates(*_: Any, **__: Any) -> None:
         # Partitions moved: rebuild the in-memory sums from the (recovered) tables on next use.
@@ -201,6 +223,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer = filler[0]
         got: list[Fetched] = []
         for (topic, partition), (start, end) in gaps.items():
+            metrics.gaps.inc()
             log.warning(
                 "%s[%s]: the consumer skipped offsets %s to %s; reading them from Kafka",
                 topic,
@@ -226,16 +249,22 @@ def create_app(settings: Settings) -> faust.App:
                 # Retention removed them: go on from what the log still has.
                 log.warning("%s[%s]: offsets from %s are gone", topic, partition, start)
                 guard.skip_to((topic, partition), end if first is None else first)
+            # Faust commits only up to the first offset it has not seen acknowledged, and it
+            # never saw these: without marking them as a gap (as Faust itself does for
+            # offsets a fetch skips), the partition's committed offset would stay here.
+            faust_consumer: Any = app.consumer
+            await faust_consumer._add_gap(TP(topic, partition), start, end - 1)
         return got
 
     def agent(channel: Any, name: str, processor: Any) -> None:
-        guard = OffsetGuard(processor.state)
+        guard = OffsetGuard(processor.state, channel.get_topic_name())
         guards.append(guard)
 
         async def run(stream: Any) -> None:
             async for events in stream.take_events(
                 settings.batch_max, within=settings.batch_seconds
             ):
+                started = time.perf_counter()
                 try:
                     for _ in range(100):
                         gaps = guard.gaps(events)
@@ -271,8 +300,13 @@ def create_app(settings: Settings) -> faust.App:
                                 t["threshold"],
                             )
                         webhooks.submit(result[1])
+                        metrics.transitions(t["state"] for t in result[1])
                     else:
                         await send_all(records)
+                    tally = getattr(processor, "tally", None)
+                    if tally:
+                        metrics.counted(tally)
+                    metrics.batch(name, len(events), time.perf_counter() - started, len(records))
                 except BaseException:
                     # Faust acknowledges a taken batch even when its handler fails, and would
                     # commit offsets of events whose results were never produced. Stop the

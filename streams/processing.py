@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -186,8 +187,9 @@ class OffsetGuard:
     reading the missing offsets from Kafka itself. Messages before it were processed already.
     """
 
-    def __init__(self, state: TableState) -> None:
+    def __init__(self, state: TableState, *topics: str) -> None:
         self.state = state
+        self.topics = frozenset(topics)  # the source topics, for the lag metric
         self.next: dict[tuple[str, int], int] = {}
 
     def _key(self, tp: tuple[str, int]) -> bytes:
@@ -233,6 +235,12 @@ class OffsetGuard:
                 raise RuntimeError(f"{tp[0]}[{tp[1]}]: offsets {want} to {msg.offset - 1} missing")
         return admitted
 
+    def next_offset(self, tp: tuple[str, int]) -> int:
+        """The next offset of ``tp`` to process (without caching it: the table may still be
+        recovering)."""
+        want = self.next.get(tp)
+        return want if want is not None else self.state.get(self._key(tp)) or 0
+
     def skip_to(self, tp: tuple[str, int], offset: int) -> None:
         """The partition's log starts at ``offset`` now (retention removed the rest)."""
         self.next[tp] = max(self._want(tp), offset)
@@ -267,8 +275,11 @@ class EnterpriseProcessor:
         self.state = TableState(table)
         self.supply = supply  # feed the supply agent (only needed for supplier rules)
         self.packed = packed_topics(settings)
+        # events, duplicates, dead_letter:<kind>; read (and cleared) by the worker's metrics
+        self.tally: Counter[str] = Counter()
 
-    def _dead_letter(self, out: list[Out], event: Any, reason: str) -> None:
+    def _dead_letter(self, out: list[Out], event: Any, reason: str, kind: str) -> None:
+        self.tally[f"dead_letter:{kind}"] += 1
         msg = event.message
         headers = [
             ("reason", reason.encode()),
@@ -335,6 +346,7 @@ class EnterpriseProcessor:
         now = datetime.now(UTC)
         touched: dict[str, _Touched] = {}
         clocks = _Clocks(self.state)
+        self.tally["events"] += len(events)
         for event in events:
             msg = event.message
             p = msg.partition
@@ -342,7 +354,7 @@ class EnterpriseProcessor:
             try:
                 ev = decode(raw, now)
             except InvalidEvent as exc:
-                self._dead_letter(out, event, str(exc))
+                self._dead_letter(out, event, str(exc), "invalid")
                 continue
             if msg.key is not None and msg.key != ev.enterprise_id.encode():
                 self._dead_letter(
@@ -350,6 +362,7 @@ class EnterpriseProcessor:
                     event,
                     f"{ev.type}.enterprise_id {ev.enterprise_id!r} differs from the message key "
                     f"{msg.key!r}; the key must be the enterprise_id",
+                    "key",
                 )
                 continue
             day = event_day(ev, self.tz)
@@ -360,6 +373,7 @@ class EnterpriseProcessor:
                     event,
                     f"too late: {ev.type} affects {day_text(day)}, more than "
                     f"{self.s.grace_days} days before the newest event day {day_text(newest)}",
+                    "too_late",
                 )
                 continue
             entry = touched.get(ev.enterprise_id)
@@ -385,7 +399,9 @@ class EnterpriseProcessor:
             out.append(Out(rows, ekey, orjson.dumps(accepted)))
             if isinstance(ev, DailyReport):
                 rep = enterprise.apply_report(self._report(ev.enterprise_id, day, entry), ev)
-                if rep is not None:
+                if rep is None:
+                    self.tally["duplicates"] += 1
+                else:
                     entry.reports[day] = rep
                     record = enterprise.report_record(ev.enterprise_id, day, rep)
                     out.append(Out(rows, ekey, orjson.dumps(record)))
@@ -396,6 +412,7 @@ class EnterpriseProcessor:
                     entry.old_prof = list(st["prof"])
                 entry.prof_from = min(entry.prof_from, day)
             if not enterprise.apply_event(st, ev, self.tz):
+                self.tally["duplicates"] += 1
                 continue
             entry.segments = True
             if isinstance(ev, AppealOpened | AppealResolved):

@@ -43,7 +43,7 @@ class Stack:
         )
         return said
 
-    # -- pipeline processes (worker, sink) -----------------------------------------
+    # -- pipeline processes (worker, sink, dashboard) -----------------------------------------
     def _pidfile(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
@@ -62,7 +62,7 @@ class Stack:
 
     def down(self) -> list[str]:
         said = []
-        for name in ("worker", "sink"):
+        for name in ("dashboard", "worker", "sink"):
             if stop_process(self._pidfile(name)):
                 said.append(f"stopped {name}")
         if self.clickhouse.stop():
@@ -89,6 +89,29 @@ class Stack:
                 f"127.0.0.1:{self.s.clickhouse_port} (http {self.s.clickhouse_http_port})",
                 self.clickhouse.log.parent,
             ),
-            ServiceStatus("worker", read_pid(self._pidfile("worker")), "-", self._log("worker")),
-            ServiceStatus("sink", read_pid(self._pidfile("sink")), "-", self._log("sink")),
+            ServiceStatus(
+                "worker",
+                read_pid(self._pidfile("worker")),
+                self._metrics(self.s.worker_metrics_port),
+                self._log("worker"),
+            ),
+            ServiceStatus(
+                "sink",
+                read_pid(self._pidfile("sink")),
+                self._metrics(self.s.sink_metrics_port),
+                self._log("sink"),
+            ),
+            ServiceStatus(
+                "dashboard",
+                read_pid(self._pidfile("dashboard")),
+                self.dashboard_url,
+                self._log("dashboard"),
+            ),
         ]
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.s.dashboard_host}:{self.s.dashboard_port}/"
+
+    def _metrics(self, port: int) -> str:
+        return f"http://{self.s.metrics_host}:{port}/metrics" if port else "-"

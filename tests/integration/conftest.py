@@ -21,6 +21,15 @@ from resumewatch.stack import Stack
 from resumewatch.stack.procs import stop_children
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     settings = Settings()
@@ -36,11 +45,12 @@ class Pipeline:
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, what: str) -> subprocess.Popen[bytes]:
+    def start(self, what: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``resumewatch WHAT`` with the pipeline's settings (and ``env`` on top)."""
         log = open(self.logs / f"{what}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "resumewatch", what],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -105,6 +115,29 @@ class Pipeline:
         finally:
             admin.close()
 
+    def uncommitted(self) -> int:
+        """Messages of the input topic past the worker group's committed offsets (-1 while
+        Kafka cannot tell, e.g. the group's coordinator is moving)."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+
+        servers = self.settings.kafka_bootstrap.split(",")
+        admin = KafkaAdminClient(bootstrap_servers=servers)
+        consumer = KafkaConsumer(bootstrap_servers=servers)
+        try:
+            topic = self.settings.input_topic
+            parts = [TopicPartition(topic, n) for n in range(self.settings.partitions)]
+            ends = consumer.end_offsets(parts)
+            group = self.settings.app_id
+            try:
+                done = admin.list_group_offsets(group).get(group, {})
+            except KafkaError:
+                return -1
+            return sum(ends[tp] - (done[tp].offset if tp in done else 0) for tp in parts)
+        finally:
+            consumer.close()
+            admin.close()
+
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll until ``check()``; fail with the workers' log tails at the deadline."""
         deadline = time.monotonic() + timeout
@@ -145,6 +178,9 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
             "partitions": partitions,
             "batch_seconds": 0.1,
             "sink_batch_seconds": 0.2,
+            # Several workers run at once: /metrics only where a test asks for it.
+            "worker_metrics_port": 0,
+            "sink_metrics_port": 0,
             **overrides,
         }
         settings = base_settings.model_copy(update=values)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, stream
 from tests.reference import (
@@ -72,32 +74,116 @@ def test_enterprise_views_match_the_reference(pipeline) -> None:  # type: ignore
     assert "enterprises streamed" in diffs[0].describe()
 
 
-def test_readme_example_queries_run(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_readme_sql_cookbook_answers(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """Every recipe of the README's SQL cookbook, on the demo's simulated province (plus two
+    rejected messages), against the reference."""
     import pathlib
 
+    from producers.simulator import simulate
+    from streams.alerts import load_rules
+    from tests.reference import expected_firing
+
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("### Example queries", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("### SQL cookbook", 1)[1].split("\n## ", 1)[0]
     queries = [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
-    assert len(queries) == 5
+    assert len(queries) == 13
     p = pipeline()
     p.start("worker")
     p.start("sink")
-    cfg = SimConfig(enterprises=150, days=4, seed=4, cities=1, districts_per_city=3)
-    records = list(stream(cfg, Summary()))
+    sim = simulate(enterprises=300, days=5, tz=p.settings.timezone)  # the demo's province
+    bad = [(b"E-bad-1", b"{not json"), (b"E-bad-2", b'{"type": "status_changed"}')]
     with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in records:
+        for r in sim.records:
             pub.send_raw(r.key, r.value)
+        for key, value in bad:
+            pub.send_raw(key, value)
         pub.flush()
+    raws = [r.value for r in sim.records if r.kind != "bad"]
+    want = expected_rows(raws)
+    daily = expected_enterprise_daily(raws)
+    chain = expected_supply_chain(raws)
     client = p.clickhouse()
-    want = expected_rows([r.value for r in records])
     p.wait_for(lambda: p.region_rows(client) == want, 180, "region_metrics")
-    p.wait_for(lambda: client.execute("SELECT count() FROM appeals FINAL")[0][0] > 0, 60, "appeals")
-    results = [client.execute(q) for q in queries]
-    assert len(results[0]) == 3  # one row per district
-    assert 0 < len(results[1]) <= 3
-    assert len(results[2]) == 4  # Wuhan-Hanyang, one row per day
-    assert all(r[4] in ("suspended", "filed", "resumed") for r in results[3])
+    p.wait_for(lambda: p.enterprise_daily(client) == daily, 60, "enterprise_daily")
+    p.wait_for(
+        lambda: client.execute("SELECT count() FROM dead_letters FINAL")[0][0] == len(bad),
+        60,
+        "the dead letters",
+    )
+    firing = expected_firing(want, chain, load_rules(p.settings.rules_path))
+    p.wait_for(
+        lambda: client.execute("SELECT count() FROM alerts_firing")[0][0] == len(firing),
+        60,
+        "the alerts",
+    )
+    r = [client.execute(q) for q in queries]
+    newest = max(k[0] for k in want)
+
+    def level(name: str, day: object = newest, sector: str = "*", above: int = 0) -> dict:
+        return {
+            k: m
+            for k, m in want.items()
+            if k[1] == name and k[5] == sector and k[6] == above and (day is None or k[0] == day)
+        }
+
+    districts = level("district")
+    # 1. latest resumption by district
+    assert [(x[0], x[1], x[2], x[3]) for x in r[0]] == sorted(
+        (k[3], k[4], m[0], m[1]) for k, m in districts.items()
+    )
+    # 2. the ten lagging districts (at least 10 enterprises)
+    lagging = sorted((m[1] / m[0], k[4]) for k, m in districts.items() if m[0] >= 10)
+    assert [x[1] for x in r[1]] == [d for _, d in lagging[:10]]
+    # 3. one district's trend, above size
+    trend = {
+        k[0]: m for k, m in level("district", None, above=1).items() if k[4] == "Wuhan-Hanyang"
+    }
+    assert [(x[0], x[1]) for x in r[2]] == [(d, trend[d][0]) for d in sorted(trend)]
+    # 4. not reported today
+    assert {x[0] for x in r[3]} == {e for (e, d), v in daily.items() if d == newest and not v[2]}
+    # 5. unresolved appeals
     assert (
-        sum(r[1] for r in results[4])
+        sum(x[1] for x in r[4])
         == client.execute("SELECT count() FROM appeals FINAL WHERE resolved_at IS NULL")[0][0]
     )
+    # 6. the province day by day
+    province = level("province", None)
+    assert [(x[0], x[1]) for x in r[5]] == sorted((k[0], m[0]) for k, m in province.items())
+    # 7. sectors on the newest day
+    sectors = {
+        k[5]: m for k, m in want.items() if k[0] == newest and k[1:2] + k[6:] == ("province", 0)
+    }
+    assert {x[0]: x[1] for x in r[6]} == {s: m[0] for s, m in sectors.items() if s != "*"}
+    # 8. compliance by city
+    cities = level("city")
+    assert {(x[0], x[1], x[2]) for x in r[7]} == {(k[3], m[0], m[4]) for k, m in cities.items()}
+    # 9. districts whose resumption rate fell since the day before
+    before = {k[4]: m for k, m in level("district", newest - timedelta(days=1)).items()}
+    fell = {
+        k[4]
+        for k, m in districts.items()
+        if k[4] in before
+        and m[0]
+        and before[k[4]][0]
+        and m[1] / m[0] < before[k[4]][1] / before[k[4]][0]
+    }
+    assert fell and {x[1] for x in r[8]} == fell
+    # 10. filed, not resumed yet
+    history: dict[str, list[tuple[object, str]]] = {}
+    for (e, d), v in daily.items():
+        history.setdefault(e, []).append((d, v[1]))
+    waiting = {
+        e: sum(1 for _, status in h if status == "filed")
+        for e, h in history.items()
+        if max(h)[1] == "filed"
+    }
+    assert waiting and {x[0]: x[3] for x in r[9]} == waiting
+    assert [x[3] for x in r[9]] == sorted(waiting.values(), reverse=True)
+    # 11. key enterprises waiting for suppliers: figures as the reference has them
+    assert r[10]
+    for x in r[10]:
+        assert chain[(x[0], newest)] == (x[3], x[4]) and x[4] < x[3]
+    # 12. alerts firing now
+    assert len(r[11]) == len(firing)
+    # 13. rejected input
+    assert sum(x[1] for x in r[12]) == len(bad)

@@ -22,6 +22,7 @@ from producers.simulator import Record, SimConfig, Summary, stream
 from resumewatch.settings import Settings
 from resumewatch.stack import Stack
 from streams.alerts import load_rules
+from tests.integration.conftest import free_port
 from tests.reference import (
     expected_enterprise_daily,
     expected_firing,
@@ -76,6 +77,8 @@ def assert_exact(p: Any, raws: list[bytes], timeout: float = 600) -> None:
     )[0][0]
     assert dup == 0
     client.disconnect()
+    # Offsets the consumer skipped and the worker read itself must not hold the commit back.
+    p.wait_for(lambda: p.uncommitted() == 0, 60, "the workers' commits to reach the end")
 
 
 def wait_for_first_rows(p: Any, client: Any) -> None:
@@ -292,14 +295,6 @@ def test_sink_killed_between_insert_and_commit_shows_no_duplicate(pipeline) -> N
     assert client.execute("SELECT count() FROM events FINAL")[0][0] == len(unique)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _clients(url: str, token: str, n: int, seconds: float) -> tuple[set[str], list[Any]]:
     """``n`` concurrent clients, each posting 3 events a second for ``seconds``: the event ids
     acknowledged with 202, and (status, body) of every other answer."""
@@ -358,7 +353,7 @@ def test_gateway_under_200_concurrent_clients_lands_every_acknowledged_event_onc
     token = "load-test-token-0123456789"
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text(f"{token}: load-test\n")
-    port = _free_port()
+    port = free_port()
     p = pipeline(partitions=4, gateway_port=port, gateway_tokens_file=tokens)
     p.start("worker")
     p.start("sink")

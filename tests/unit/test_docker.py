@@ -46,6 +46,7 @@ def test_compose_file_is_valid_and_has_the_whole_deployment() -> None:
         "worker-2",
         "sink",
         "gateway",
+        "dashboard",
     }
     kafka = [services[f"kafka-{i}"] for i in (1, 2, 3)]
     assert [int(k["environment"]["KAFKA_NODE_ID"]) for k in kafka] == [1, 2, 3]
@@ -54,12 +55,17 @@ def test_compose_file_is_valid_and_has_the_whole_deployment() -> None:
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == 2
         assert int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == 3
-    for name in ("kafka-1", "kafka-2", "kafka-3", "clickhouse", "gateway"):
+    for name in ("kafka-1", "kafka-2", "kafka-3", "clickhouse", "gateway", "dashboard"):
         assert services[name]["healthcheck"]["test"], name
+    # Workers and the sink: checked on their /metrics, which listens beyond loopback.
+    for name, port in (("worker-1", 9101), ("worker-2", 9101), ("sink", 9102)):
+        assert f"127.0.0.1:{port}/metrics" in " ".join(services[name]["healthcheck"]["test"])
+        assert services[name]["environment"]["RESUMEWATCH_METRICS_HOST"] == "0.0.0.0"
+    assert services["dashboard"]["environment"]["RESUMEWATCH_DASHBOARD_HOST"] == "0.0.0.0"
     for name in ("kafka-1", "kafka-2", "kafka-3", "clickhouse", "worker-1", "worker-2"):
         assert any(":" in str(v) for v in services[name]["volumes"]), name
     assert set(cfg["volumes"]) >= {"kafka-1", "kafka-2", "kafka-3", "clickhouse"}
-    for name in ("worker-1", "worker-2", "sink", "gateway"):
+    for name in ("worker-1", "worker-2", "sink", "gateway", "dashboard"):
         svc = services[name]
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert svc["environment"]["RESUMEWATCH_CLICKHOUSE_PASSWORD"] == "writer-pw"

@@ -161,6 +161,40 @@ def test_invalid_and_too_late_go_to_dead_letters() -> None:
         'status_changed.status must be one of suspended, filed, resumed, got "open"'
     )
     assert [r.value for r in h.dead] == raws[1:]
+    assert h.ent.tally == {
+        "events": 4,
+        "dead_letter:invalid": 2,
+        "dead_letter:too_late": 1,
+    }
+
+
+def test_the_worker_counts_events_duplicates_and_dead_letters() -> None:
+    from prometheus_client import generate_latest
+
+    from streams.metrics import WorkerMetrics
+
+    sim = simulate(enterprises=30, days=3, seed=5)
+    raws = [encode(e) for e in sim.events]
+    h = Harness()
+    h.feed(_keyed(raws))
+    h.feed(_keyed(raws[:25]))  # re-sent: valid, and they change nothing
+    h.feed([(b"Z", b"{}")])
+    assert h.ent.tally["events"] == len(raws) + 26
+    assert h.ent.tally["duplicates"] == 25
+    assert h.ent.tally["dead_letter:invalid"] == 1
+    m = WorkerMetrics()
+    m.counted(h.ent.tally)
+    assert not h.ent.tally  # carried over and cleared
+    m.transitions(["firing", "firing", "resolved"])
+    m.set_lag({("in", 0): 5, ("in", 1): 0})
+    m.set_lag({("in", 1): 2})  # partition 0 moved to another worker
+    text = generate_latest(m.registry).decode()
+    assert f"resumewatch_worker_events_total {float(len(raws) + 26)}" in text
+    assert "resumewatch_worker_duplicates_total 25.0" in text
+    assert 'resumewatch_worker_dead_letters_total{kind="invalid"} 1.0' in text
+    assert 'resumewatch_worker_alerts_total{state="firing"} 2.0' in text
+    assert 'resumewatch_worker_consumer_lag{partition="1",topic="in"} 2.0' in text
+    assert 'partition="0"' not in text
 
 
 def _report(

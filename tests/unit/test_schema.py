@@ -115,3 +115,24 @@ def test_migrate_moves_alerts_of_an_older_sorting_key_to_the_new_one(tmp_path: o
         assert execute("SELECT count() FROM rw_m.alerts FINAL") == [("2",)]
     finally:
         sess.close()
+
+
+def test_cluster_ddl_parses_on_current_clickhouse(tmp_path: object) -> None:
+    from chdb import session
+
+    from sinks.schema import TABLES, VIEWS, cluster_statements
+
+    ddl = cluster_statements("rw", "prod")
+    assert len(ddl) == 1 + len(TABLES) + len(VIEWS)
+    sess = session.Session(str(tmp_path))
+    try:
+        for sql in ddl:
+            quoted = sql.replace("\\", "\\\\").replace("'", "\\'")
+            formatted = str(sess.query(f"SELECT formatQuery('{quoted}')", "TSVRaw")).strip()
+            assert "ON CLUSTER prod" in formatted, sql
+    finally:
+        sess.close()
+    for table, sql in zip(TABLES, ddl[1:], strict=False):
+        assert f"rw.{table.name} ON CLUSTER prod" in sql
+        assert f"'/clickhouse/tables/{{shard}}/rw/{table.name}', '{{replica}}'" in sql
+        assert sql.endswith(table.engine.split(" ", 1)[1])  # same partitions and sorting key

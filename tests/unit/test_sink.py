@@ -103,3 +103,20 @@ def test_alert_row_for_the_alerts_table() -> None:
     row = dict(zip(ALERTS.column_names, alert_row(orjson.dumps(record)), strict=True))
     assert row["day"] == date(2020, 2, 11) and row["at"] == datetime(2020, 2, 11, 1, 2, 3)
     assert row["value"] == 0.25 and row["version"] == 7
+
+
+def test_sink_metrics_count_rows_per_insert() -> None:
+    from prometheus_client import generate_latest
+
+    from sinks.metrics import SinkMetrics
+
+    m = SinkMetrics()
+    m.inserted({"region_metrics": 1200, "events": 30, "region_metrics retractions": 2}, 0.04)
+    m.inserted({"region_metrics": 800}, 0.02)
+    text = generate_latest(m.registry).decode()
+    assert 'resumewatch_sink_rows_total{table="region_metrics"} 2000.0' in text
+    assert 'resumewatch_sink_rows_total{table="region_metrics retractions"} 2.0' in text
+    assert 'resumewatch_sink_insert_rows_count{table="region_metrics"} 2.0' in text
+    assert 'resumewatch_sink_insert_rows_bucket{le="1000.0",table="region_metrics"} 1.0' in text
+    assert "resumewatch_sink_insert_seconds_count 2.0" in text
+    assert 'insert_rows_count{table="region_metrics retractions"}' not in text
