@@ -134,9 +134,12 @@ def worker(ctx: click.Context, loglevel: str) -> None:
 
     from streams.alerts import RulesError
     from streams.app import create_app
+    from streams.metrics import WorkerMetrics, serve
 
+    s = _settings(ctx)
+    metrics = WorkerMetrics()
     try:
-        app = create_app(_settings(ctx))
+        app = create_app(s, metrics)
     except RulesError as exc:
         raise click.ClickException(f"invalid alert rules: {exc}") from exc
 
@@ -147,6 +150,8 @@ def worker(ctx: click.Context, loglevel: str) -> None:
             self.spinner = None
 
     _tune_gc()
+    # Served from its own thread before Faust starts: it answers during table recovery too.
+    serve(metrics.registry, s.metrics_host, s.worker_metrics_port, "worker")
     QuietWorker(app, loglevel=loglevel).execute_from_commandline()
 
 

@@ -27,6 +27,7 @@ PAGE = Path(__file__).with_name("dashboard.html")
 TREND_DAYS = 14  # days in a district's trend line
 MISSING_LIMIT = 200  # enterprises listed as not reported (the count is always complete)
 ALERTS_LIMIT = 100
+EMPTY_DAY = date(1970, 1, 1)  # what ClickHouse's max() of a Date column gives for no rows
 
 
 def _rate(x: Any) -> float | None:
@@ -66,7 +67,7 @@ def load(client: Any, sector: str, above: int) -> dict[str, Any]:
             "WHERE level = 'province' AND sector != '*' ORDER BY sector"
         )
     ]
-    if newest is None or newest == date(1970, 1, 1):
+    if newest is None or newest == EMPTY_DAY:
         return {
             "newest_day": None,
             "sectors": sectors,
@@ -91,6 +92,8 @@ def load(client: Any, sector: str, above: int) -> dict[str, Any]:
             }
         )
     since = newest - timedelta(days=TREND_DAYS - 1)
+    trend_days = [since + timedelta(days=i) for i in range(TREND_DAYS)]
+    trends: dict[tuple[str, str], dict[date, float | None]] = {}
     districts: dict[tuple[str, str], dict[str, Any]] = {}
     for city, district, day, n, resumed, rate, compliance, attainment in client.execute(
         "SELECT city, district, day, enterprises, resumed, resumption_rate, "
@@ -99,16 +102,20 @@ def load(client: Any, sector: str, above: int) -> dict[str, Any]:
         "AND day >= %(since)s ORDER BY city, district, day",
         {**scope, "since": since},
     ):
-        d = districts.setdefault((city, district), {"city": city, "district": district})
-        d.setdefault("trend", []).append(_rate(rate))
-        d.update(
-            day=day.isoformat(),
-            enterprises=n,
-            resumed=resumed,
-            resumption_rate=_rate(rate),
-            report_compliance=_rate(compliance),
-            capacity_attainment=_rate(attainment),
-        )
+        trends.setdefault((city, district), {})[day] = _rate(rate)
+        if day == newest:  # the table shows the districts as of the newest day
+            districts[(city, district)] = {
+                "city": city,
+                "district": district,
+                "enterprises": n,
+                "resumed": resumed,
+                "resumption_rate": _rate(rate),
+                "report_compliance": _rate(compliance),
+                "capacity_attainment": _rate(attainment),
+            }
+    for key, d in districts.items():
+        # One value per day of the window (None where the district had no row yet).
+        d["trend"] = [trends[key].get(day) for day in trend_days]
     rows = sorted(
         districts.values(),
         key=lambda d: (d["resumption_rate"] is None, d["resumption_rate"] or 0, d["district"]),
@@ -143,6 +150,8 @@ def _alerts(client: Any) -> list[dict[str, Any]]:
 def _missing(client: Any, sector: str, above: int) -> dict[str, Any]:
     """The enterprises without a daily report on the newest day the pipeline has seen."""
     day = client.execute("SELECT max(newest_day) FROM pipeline_clock FINAL")[0][0]
+    if day is None or day == EMPTY_DAY:  # max() of no rows: 1970-01-01
+        return {"day": None, "count": 0, "rows": []}
     where = "day = %(day)s AND reported = 0"
     if sector != "*":
         where += " AND sector = %(sector)s"
@@ -157,7 +166,7 @@ def _missing(client: Any, sector: str, above: int) -> dict[str, Any]:
     count = client.execute(f"SELECT count() FROM enterprise_daily WHERE {where}", params)[0][0]
     names = ("enterprise_id", "city", "district", "sector", "status")
     return {
-        "day": day.isoformat() if day else None,
+        "day": day.isoformat(),
         "count": count,
         "rows": [dict(zip(names, r, strict=True)) for r in rows],
     }

@@ -158,7 +158,11 @@ class Settings(BaseSettings):
     )
     dashboard_port: int = Field(default=18050, description="Port of the dashboard.")
     dashboard_refresh: float = Field(
-        default=30.0, description="Seconds between the dashboard page's refreshes."
+        default=30.0,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds between the dashboard page's refreshes.",
     )
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streams.metrics import GaugeSeries
+
 INSERT_ROWS = (1, 10, 100, 500, 1000, 5000, 10000, 25000, 50000, 100000)
 INSERT_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -52,6 +54,7 @@ class SinkMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.lag_series = GaugeSeries(self.lag)
 
     def inserted(self, written: dict[str, int], seconds: float) -> None:
         self.insert_seconds.observe(seconds)
@@ -61,6 +64,4 @@ class SinkMetrics:
                 self.insert_rows.labels(table).observe(n)
 
     def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
-        self.lag.clear()
-        for (topic, partition), n in lags.items():
-            self.lag.labels(topic, str(partition)).set(n)
+        self.lag_series.set({(topic, str(p)): n for (topic, p), n in lags.items()})

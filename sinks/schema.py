@@ -8,9 +8,12 @@ the highest one per key, so a re-sent row replaces rather than adds. Read with F
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger("resumewatch.schema")
 
 
 @dataclass(frozen=True)
@@ -297,13 +300,30 @@ def migrate(execute: Callable[..., Any], database: str) -> int:
     """Create what is missing, add columns that a table of an older version lacks, and move a
     table whose sorting key changed into one with the new key.
 
-    Safe to repeat. Returns the number of statements run.
+    Safe to repeat. Returns the number of statements run. Replicated tables (a cluster's
+    schema, from ``cluster_statements``) are left alone: their changes go ``ON CLUSTER``.
     """
     stmts = statements(database)
     for sql in stmts:
         execute(sql)
     where = {"db": database}
+    replicated = {
+        row[0]
+        for row in execute(
+            "SELECT name FROM system.tables WHERE database = %(db)s AND engine LIKE 'Replicated%%'",
+            where,
+        )
+    }
+    if replicated:
+        log.warning(
+            "%s holds Replicated tables (%s): column and sorting-key changes are not applied "
+            "to them here; apply a release's schema changes ON CLUSTER",
+            database,
+            ", ".join(sorted(replicated)),
+        )
     for table in TABLES:
+        if table.name in replicated:
+            continue
         have = {
             row[0]
             for row in execute(

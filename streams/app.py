@@ -90,7 +90,10 @@ class QuietMonitor(Monitor):
         pass
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
+    """The worker's Faust app. ``metrics`` are served by the caller (``resumewatch worker``
+    does it before Faust starts, so /metrics answers during table recovery); without them the
+    app serves its own once it runs."""
     datadir = settings.state_dir.resolve() / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -150,25 +153,37 @@ def create_app(settings: Settings) -> faust.App:
     supply = SupplyProcessor(settings, table("supply"), rules)
     webhooks = Webhooks(settings.webhook_urls, settings.webhook_timeout, settings.webhook_retries)
     app.task(webhooks.run)
-    metrics = WorkerMetrics()
+    if metrics is None:
+        own = metrics = WorkerMetrics()
 
-    async def serve_metrics() -> None:
-        serve(metrics.registry, settings.metrics_host, settings.worker_metrics_port, "worker")
+        async def serve_metrics() -> None:
+            serve(own.registry, settings.metrics_host, settings.worker_metrics_port, "worker")
 
-    app.task(serve_metrics)
+        app.task(serve_metrics)
 
     guards: list[OffsetGuard] = []
 
     async def measure_lag() -> None:
-        lags: dict[tuple[str, int], int] = {}
-        assigned = app.consumer.assignment()
-        for guard in guards:
-            for tp in assigned:
-                if tp.topic not in guard.topics:
-                    continue
-                high = app.consumer.highwater(tp)
-                if high is not None:
-                    lags[(tp.topic, tp.partition)] = max(0, high - guard.next_offset(tp))
+        if app.rebalancing or getattr(app, "in_recovery", False):
+            return  # the tables (and the next offsets they hold) are being restored
+        try:
+            sources = [
+                (guard, tp)
+                for tp in app.consumer.assignment()
+                for guard in guards
+                if tp.topic in guard.topics
+            ]
+            # The brokers' end offsets (the consumer's own highwater is only as fresh as
+            # its last fetch, and it stops fetching exactly when the worker falls behind).
+            ends = await app.consumer.highwaters(*(tp for _, tp in sources))
+            lags = {
+                (tp.topic, tp.partition): max(0, ends[tp] - guard.next_offset(tp))
+                for guard, tp in sources
+                if ends.get(tp) is not None
+            }
+        except Exception as exc:  # noqa: BLE001 - a rebalance in between: measure next time
+            log.debug("consumer lag not measured: %r", exc)
+            return
         metrics.set_lag(lags)
 
     app.timer(5.0)(measure_lag)
@@ -253,7 +268,8 @@ def create_app(settings: Settings) -> faust.App:
             # never saw these: without marking them as a gap (as Faust itself does for
             # offsets a fetch skips), the partition's committed offset would stay here.
             faust_consumer: Any = app.consumer
-            await faust_consumer._add_gap(TP(topic, partition), start, end - 1)
+            if TP(topic, partition) in faust_consumer.assignment():
+                await faust_consumer._add_gap(TP(topic, partition), start, end - 1)
         return got
 
     def agent(channel: Any, name: str, processor: Any) -> None:
@@ -306,7 +322,7 @@ def create_app(settings: Settings) -> faust.App:
                     tally = getattr(processor, "tally", None)
                     if tally:
                         metrics.counted(tally)
-                    metrics.batch(name, len(events), time.perf_counter() - started, len(records))
+                    metrics.batch(name, len(admitted), time.perf_counter() - started, len(records))
                 except BaseException:
                     # Faust acknowledges a taken batch even when its handler fails, and would
                     # commit offsets of events whose results were never produced. Stop the

@@ -75,6 +75,7 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.lag_series = GaugeSeries(self.lag)
         self.gaps = Counter(
             "resumewatch_worker_skipped_offset_fills",
             "Ranges of offsets the consumer skipped and the worker read from Kafka itself.",
@@ -103,9 +104,24 @@ class WorkerMetrics:
 
     def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """The lag of every assigned source partition; partitions no longer assigned go."""
-        self.lag.clear()
-        for (topic, partition), n in lags.items():
-            self.lag.labels(topic, str(partition)).set(n)
+        self.lag_series.set({(topic, str(p)): n for (topic, p), n in lags.items()})
+
+
+class GaugeSeries:
+    """A labelled gauge set to exactly the values given each time: label sets that are gone
+    are removed one by one, never the whole gauge at once, so a scrape in between sees no
+    series vanish."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+        self.held: set[tuple[str, ...]] = set()
+
+    def set(self, values: dict[tuple[str, ...], float]) -> None:
+        for labels in self.held - values.keys():
+            self.gauge.remove(*labels)
+        for labels, value in values.items():
+            self.gauge.labels(*labels).set(value)
+        self.held = set(values)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int, what: str) -> None:

@@ -20,14 +20,21 @@ from resumewatch.settings import Settings
 from resumewatch.stack import Stack
 from resumewatch.stack.procs import stop_children
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
+    """A TCP port on loopback that nothing listens on right now, never the same one twice in
+    a test session."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @pytest.fixture(scope="session")
@@ -122,18 +129,20 @@ class Pipeline:
         from kafka.errors import KafkaError
 
         servers = self.settings.kafka_bootstrap.split(",")
-        admin = KafkaAdminClient(bootstrap_servers=servers)
-        consumer = KafkaConsumer(bootstrap_servers=servers)
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=servers)
+            consumer = KafkaConsumer(bootstrap_servers=servers)
+        except KafkaError:
+            return -1
         try:
             topic = self.settings.input_topic
             parts = [TopicPartition(topic, n) for n in range(self.settings.partitions)]
             ends = consumer.end_offsets(parts)
             group = self.settings.app_id
-            try:
-                done = admin.list_group_offsets(group).get(group, {})
-            except KafkaError:
-                return -1
+            done = admin.list_group_offsets(group).get(group, {})
             return sum(ends[tp] - (done[tp].offset if tp in done else 0) for tp in parts)
+        except KafkaError:
+            return -1
         finally:
             consumer.close()
             admin.close()

@@ -99,3 +99,24 @@ def test_sql_command_prints_table_csv_and_json(base_settings: Settings) -> None:
     ]
     out = run("DROP TABLE events")
     assert out.returncode != 0 and "ClickHouse refused the query" in out.stderr
+
+
+def test_the_dashboard_reads_as_the_analyst(base_settings: Settings) -> None:
+    """Every dashboard query runs with the analyst's rights on the pipeline's database."""
+    from resumewatch.dashboard import analyst_client, load
+
+    ensure_schema(base_settings)
+    client = analyst_client(base_settings)
+    try:
+        for sector, above in (("*", 0), ("*", 1), ("no such sector", 0)):
+            data = load(client, sector, above)
+            assert set(data) == {
+                "newest_day",
+                "sectors",
+                "provinces",
+                "districts",
+                "alerts",
+                "missing",
+            }
+    finally:
+        client.disconnect()

@@ -62,6 +62,7 @@ def test_worker_and_sink_metrics_count_what_happened(pipeline) -> None:  # type:
     assert {dict(ls)["topic"] for ls in lags} >= {p.settings.input_topic}
     assert len([ls for ls in lags if dict(ls)["topic"] == p.settings.input_topic]) == 3
     assert total(w, "resumewatch_worker_batch_events_count", agent="enterprise_agent") > 0
+    # Each message is admitted once, also when the consumer delivers some twice.
     assert total(w, "resumewatch_worker_batch_events_sum", agent="enterprise_agent") == len(records)
     assert total(w, "resumewatch_worker_batch_seconds_count", agent="district_agent") > 0
 
@@ -71,6 +72,7 @@ def test_worker_and_sink_metrics_count_what_happened(pipeline) -> None:  # type:
         return emitted == client.execute("SELECT count() FROM alerts FINAL")[0][0]
 
     p.wait_for(alerts_landed, 60, "the alert transitions in ClickHouse")
+    assert total(scrape(worker_port), "resumewatch_worker_alerts_total", state="firing") > 0
 
     def sink_done() -> bool:
         s = scrape(sink_port)
