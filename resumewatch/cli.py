@@ -104,8 +104,14 @@ def stack_status(ctx: click.Context) -> None:
     help="Print the ClickHouse schema for the cluster CLUSTER (Replicated tables, ON CLUSTER) "
     "instead of migrating; run it once with clickhouse-client --multiquery.",
 )
+@click.option(
+    "--sharded",
+    is_flag=True,
+    help="With --print-cluster-ddl: several shards (<table>_local Replicated tables and "
+    "Distributed tables over them; set RESUMEWATCH_CLICKHOUSE_CLUSTER for the sink).",
+)
 @click.pass_context
-def migrate(ctx: click.Context, cluster: str | None) -> None:
+def migrate(ctx: click.Context, cluster: str | None, sharded: bool) -> None:
     """Create missing Kafka topics and the ClickHouse schema (idempotent)."""
     from resumewatch.provision import ensure_schema, ensure_topics
 
@@ -113,7 +119,7 @@ def migrate(ctx: click.Context, cluster: str | None) -> None:
     if cluster is not None:
         from sinks.schema import cluster_statements
 
-        for sql in cluster_statements(s.clickhouse_database, cluster):
+        for sql in cluster_statements(s.clickhouse_database, cluster, sharded):
             click.echo(sql + ";")
         return
     try:

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     clickhouse_analyst_password: SecretStr = Field(
         default=SecretStr(""), description="Password of clickhouse_analyst_user (never printed)."
     )
+    clickhouse_cluster: str = Field(
+        default="",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+        description="Cluster (remote_servers) of a sharded ClickHouse schema (`migrate "
+        "--print-cluster-ddl --sharded`): the sink then deletes retracted rows in the "
+        "<table>_local tables ON CLUSTER. Empty for one server or one shard of replicas.",
+    )
 
     # --- topics ----------------------------------------------------------------------
     input_topic: str = Field(default="enterprise-status", description="Input topic (contract).")

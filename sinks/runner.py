@@ -80,7 +80,7 @@ class SinkRunner:
     def __init__(self, settings: Settings, sink: Sink | None = None) -> None:
         self.s = settings
         self.sink = sink or ClickHouseSink(
-            clickhouse_client(settings), settings.clickhouse_database
+            clickhouse_client(settings), settings.clickhouse_database, settings.clickhouse_cluster
         )
         self.stopping = False
         self.metrics = SinkMetrics()

@@ -272,11 +272,16 @@ def statements(database: str) -> list[str]:
     )
 
 
-def cluster_statements(database: str, cluster: str) -> list[str]:
-    """The schema for a ClickHouse cluster of one shard and any number of replicas: every
-    table a Replicated table created ``ON CLUSTER`` (paths use the servers' ``{shard}`` and
-    ``{replica}`` macros), the views on every node. Same names as the single-server schema,
-    so the sink and the analysts' queries work unchanged against any replica."""
+def cluster_statements(database: str, cluster: str, sharded: bool = False) -> list[str]:
+    """The schema for a ClickHouse cluster, every statement ``ON CLUSTER`` (paths use the
+    servers' ``{shard}`` and ``{replica}`` macros).
+
+    One shard of replicas (``sharded=False``): every table a Replicated table with the
+    contract's name. Several shards: Replicated ``<table>_local`` tables on every shard and a
+    ``Distributed`` table with the contract's name over them, sharded by a hash of the whole
+    sorting key, so that all versions of a row live on one shard and ``FINAL`` folds them.
+    The views are the same in both, on every node.
+    """
     on = f" ON CLUSTER {cluster}"
     out = [f"CREATE DATABASE IF NOT EXISTS {database}{on}"]
     for table in TABLES:
@@ -285,9 +290,16 @@ def cluster_statements(database: str, cluster: str) -> list[str]:
         path = f"'/clickhouse/tables/{{shard}}/{database}/{table.name}', '{{replica}}'"
         replicated = f"ReplicatedReplacingMergeTree({path}{', ' + args if args else ''}) {rest}"
         cols = ", ".join(f"{name} {ctype}" for name, ctype in table.columns)
+        local = f"{table.name}_local" if sharded else table.name
         out.append(
-            f"CREATE TABLE IF NOT EXISTS {database}.{table.name}{on} ({cols}) ENGINE = {replicated}"
+            f"CREATE TABLE IF NOT EXISTS {database}.{local}{on} ({cols}) ENGINE = {replicated}"
         )
+        if sharded:
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {database}.{table.name}{on} AS {database}.{local} "
+                f"ENGINE = Distributed({cluster}, {database}, {local}, "
+                f"cityHash64({table.sorting_key}))"
+            )
     out += [
         f"CREATE VIEW IF NOT EXISTS {database}.{name}{on} AS "
         + " ".join(sql.split()).format(db=database)
@@ -300,8 +312,9 @@ def migrate(execute: Callable[..., Any], database: str) -> int:
     """Create what is missing, add columns that a table of an older version lacks, and move a
     table whose sorting key changed into one with the new key.
 
-    Safe to repeat. Returns the number of statements run. Replicated tables (a cluster's
-    schema, from ``cluster_statements``) are left alone: their changes go ``ON CLUSTER``.
+    Safe to repeat. Returns the number of statements run. Replicated and Distributed tables
+    (a cluster's schema, from ``cluster_statements``) are left alone: their changes go
+    ``ON CLUSTER``.
     """
     stmts = statements(database)
     for sql in stmts:
@@ -310,13 +323,14 @@ def migrate(execute: Callable[..., Any], database: str) -> int:
     replicated = {
         row[0]
         for row in execute(
-            "SELECT name FROM system.tables WHERE database = %(db)s AND engine LIKE 'Replicated%%'",
+            "SELECT name FROM system.tables WHERE database = %(db)s "
+            "AND (engine LIKE 'Replicated%%' OR engine = 'Distributed')",
             where,
         )
     }
     if replicated:
         log.warning(
-            "%s holds Replicated tables (%s): column and sorting-key changes are not applied "
+            "%s holds a cluster's tables (%s): column and sorting-key changes are not applied "
             "to them here; apply a release's schema changes ON CLUSTER",
             database,
             ", ".join(sorted(replicated)),

@@ -95,9 +95,10 @@ class MemorySink:
 
 
 class ClickHouseSink:
-    def __init__(self, client: Any, database: str) -> None:
+    def __init__(self, client: Any, database: str, cluster: str = "") -> None:
         self.client = client
         self.database = database
+        self.cluster = cluster  # sharded: Distributed tables over <table>_local ones
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         self.client.execute(
@@ -117,9 +118,14 @@ class ClickHouseSink:
                 params.update({f"k{i}_{j}": v for j, v in enumerate(values)})
                 params[f"v{i}"] = version
                 clauses.append("(" + " AND ".join([*cond, f"version < %(v{i})s"]) + ")")
+            # A Distributed table takes no DELETE: the shards' own tables do.
+            target = (
+                f"{self.database}.{table}_local ON CLUSTER {self.cluster}"
+                if self.cluster
+                else f"{self.database}.{table}"
+            )
             self.client.execute(
-                f"ALTER TABLE {self.database}.{table} DELETE WHERE " + " OR ".join(clauses),
-                params,
+                f"ALTER TABLE {target} DELETE WHERE " + " OR ".join(clauses), params
             )
 
 

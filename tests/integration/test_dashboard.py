@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from producers.publisher import Publisher
-from producers.simulator import SimConfig, Summary, stream
+from producers.simulator import simulate
 from tests.integration.conftest import free_port
 from tests.reference import expected_enterprise_daily, expected_rows
 
@@ -78,8 +78,7 @@ def test_dashboard_shows_the_pipeline_results(pipeline, base_settings) -> None: 
     p = pipeline(partitions=2)
     p.start("worker")
     p.start("sink")
-    cfg = SimConfig(enterprises=160, days=6, seed=12, cities=2, districts_per_city=3)
-    records = list(stream(cfg, Summary()))
+    records = simulate(enterprises=300, days=5, tz=p.settings.timezone).records  # the demo's
     with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
         for r in records:
             pub.send_raw(r.key, r.value)

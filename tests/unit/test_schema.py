@@ -122,17 +122,28 @@ def test_cluster_ddl_parses_on_current_clickhouse(tmp_path: object) -> None:
 
     from sinks.schema import TABLES, VIEWS, cluster_statements
 
-    ddl = cluster_statements("rw", "prod")
-    assert len(ddl) == 1 + len(TABLES) + len(VIEWS)
+    replicas = cluster_statements("rw", "prod")
+    shards = cluster_statements("rw", "prod", sharded=True)
+    assert len(replicas) == 1 + len(TABLES) + len(VIEWS)
+    assert len(shards) == 1 + 2 * len(TABLES) + len(VIEWS)
     sess = session.Session(str(tmp_path))
     try:
-        for sql in ddl:
+        for sql in replicas + shards:
             quoted = sql.replace("\\", "\\\\").replace("'", "\\'")
             formatted = str(sess.query(f"SELECT formatQuery('{quoted}')", "TSVRaw")).strip()
             assert "ON CLUSTER prod" in formatted, sql
     finally:
         sess.close()
-    for table, sql in zip(TABLES, ddl[1:], strict=False):
+    for table, sql in zip(TABLES, replicas[1:], strict=False):
         assert f"rw.{table.name} ON CLUSTER prod" in sql
         assert f"'/clickhouse/tables/{{shard}}/rw/{table.name}', '{{replica}}'" in sql
         assert sql.endswith(table.engine.split(" ", 1)[1])  # same partitions and sorting key
+    for i, table in enumerate(TABLES):
+        local, distributed = shards[1 + 2 * i], shards[2 + 2 * i]
+        assert local.startswith(f"CREATE TABLE IF NOT EXISTS rw.{table.name}_local ON CLUSTER")
+        assert local.endswith(table.engine.split(" ", 1)[1])
+        # Every version of a row on one shard: the hash covers the whole sorting key.
+        assert distributed.endswith(
+            f"AS rw.{table.name}_local ENGINE = Distributed(prod, rw, {table.name}_local, "
+            f"cityHash64({table.sorting_key}))"
+        )

@@ -120,3 +120,23 @@ def test_sink_metrics_count_rows_per_insert() -> None:
     assert 'resumewatch_sink_insert_rows_bucket{le="1000.0",table="region_metrics"} 1.0' in text
     assert "resumewatch_sink_insert_seconds_count 2.0" in text
     assert 'insert_rows_count{table="region_metrics retractions"}' not in text
+
+
+def test_retractions_go_to_the_shards_tables_on_a_sharded_cluster() -> None:
+    from sinks.writer import ClickHouseSink
+
+    class Client:
+        def __init__(self) -> None:
+            self.sql: list[str] = []
+
+        def execute(self, sql: str, params: object = None) -> None:
+            self.sql.append(sql)
+
+    one, sharded = Client(), Client()
+    key = ("district", "day")
+    ClickHouseSink(one, "rw").retract("region_metrics", key, [(("D", "2020-02-10"), 5)])
+    ClickHouseSink(sharded, "rw", "prod").retract("region_metrics", key, [(("D", "x"), 5)])
+    assert one.sql[0].startswith("ALTER TABLE rw.region_metrics DELETE WHERE (district = ")
+    assert sharded.sql[0].startswith(
+        "ALTER TABLE rw.region_metrics_local ON CLUSTER prod DELETE WHERE (district = "
+    )
