@@ -20,7 +20,7 @@ integration: stack-up
 	$(BIN)/pytest tests/integration
 
 bench: stack-up
-	$(BIN)/python -m benchmarks.bench
+	$(BIN)/python -m benchmarks.bench --memory-enterprises 100000
 
 lint: install
 	$(BIN)/ruff check .
