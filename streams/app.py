@@ -35,6 +35,7 @@ from streams.processing import (
     Out,
     RollupProcessor,
     SupplyProcessor,
+    commit_hole,
 )
 from streams.webhooks import Webhooks
 
@@ -163,30 +164,50 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     guards: list[OffsetGuard] = []
 
-    async def measure_lag() -> None:
+    async def watch_sources() -> None:
+        """Every few seconds: the lag of each source partition, and a commit held back by
+        offsets the consumer skipped below what the agent has processed."""
         if app.rebalancing or getattr(app, "in_recovery", False):
             return  # the tables (and the next offsets they hold) are being restored
+        consumer: Any = app.consumer
         try:
             sources = [
                 (guard, tp)
-                for tp in app.consumer.assignment()
+                for tp in consumer.assignment()
                 for guard in guards
                 if tp.topic in guard.topics
             ]
             # The brokers' end offsets (the consumer's own highwater is only as fresh as
             # its last fetch, and it stops fetching exactly when the worker falls behind).
-            ends = await app.consumer.highwaters(*(tp for _, tp in sources))
+            ends = await consumer.highwaters(*(tp for _, tp in sources))
             lags = {
                 (tp.topic, tp.partition): max(0, ends[tp] - guard.next_offset(tp))
                 for guard, tp in sources
                 if ends.get(tp) is not None
             }
-        except Exception as exc:  # noqa: BLE001 - a rebalance in between: measure next time
-            log.debug("consumer lag not measured: %r", exc)
+            for guard, tp in sources:
+                acked = consumer._acked.get(tp)
+                hole = commit_hole(
+                    consumer._committed_offset.get(tp),
+                    min(acked) if acked else None,
+                    guard.next_offset(tp),
+                )
+                if hole is not None:
+                    log.warning(
+                        "%s[%s]: the consumer never acknowledged offsets %s to %s, processed "
+                        "already; letting the commit pass them",
+                        tp.topic,
+                        tp.partition,
+                        *hole,
+                    )
+                    metrics.gaps.inc()
+                    await consumer._add_gap(tp, *hole)
+        except Exception as exc:  # noqa: BLE001 - a rebalance in between: look next time
+            log.debug("source partitions not checked: %r", exc)
             return
         metrics.set_lag(lags)
 
-    app.timer(5.0)(measure_lag)
+    app.timer(5.0)(watch_sources)
 
     async def forget_aggregates(*_: Any, **__: Any) -> None:
         # Partitions moved: rebuild the in-memory sums from the (recovered) tables on next use.

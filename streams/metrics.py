@@ -78,7 +78,8 @@ class WorkerMetrics:
         self.lag_series = GaugeSeries(self.lag)
         self.gaps = Counter(
             "resumewatch_worker_skipped_offset_fills",
-            "Ranges of offsets the consumer skipped and the worker read from Kafka itself.",
+            "Ranges of offsets the consumer skipped: read from Kafka by the worker itself, or, "
+            "when processed before, let past by the commit.",
             registry=r,
         )
 

@@ -137,6 +137,7 @@ def test_dashboard_shows_the_pipeline_results(pipeline, base_settings) -> None: 
                     "--headless",
                     "--no-sandbox",  # CI runs as root
                     "--disable-gpu",
+                    "--disable-dev-shm-usage",  # containers often have a small /dev/shm
                     "--hide-scrollbars",
                     f"--user-data-dir={profile}",
                     f"--remote-debugging-port={devtools}",

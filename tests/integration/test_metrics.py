@@ -54,6 +54,8 @@ def test_worker_and_sink_metrics_count_what_happened(pipeline) -> None:  # type:
         return done and bool(lags) and not any(lags)
 
     p.wait_for(worker_done, 60, "the worker's event counter and a lag of 0")
+    # Kafka's view agrees: the worker group committed every input message.
+    p.wait_for(lambda: p.uncommitted() == 0, 60, "the worker's commits to reach the end")
     w = scrape(worker_port)
     assert total(w, "resumewatch_worker_dead_letters_total") == kinds.count("bad")
     # A re-sent event changes nothing; so can a report older than the one held for its day.

@@ -54,3 +54,17 @@ def test_the_next_offset_survives_a_restart_through_the_changelog() -> None:
     restarted = OffsetGuard(TableState(table))
     assert restarted.gaps(batch(6, 7)) == {("in", 0): (3, 6)}
     assert offsets(restarted.admit(batch(3, 4, 5, 6, 7))) == [3, 4, 5, 6, 7]
+
+
+def test_a_commit_held_back_by_skipped_processed_offsets_is_let_through() -> None:
+    from streams.processing import commit_hole
+
+    # Committed 687; acknowledged from 700 on; the agent processed up to 2599.
+    assert commit_hole(687, 700, 2600) == (687, 699)
+    # Nothing held back: acknowledged right after the commit, or nothing acknowledged.
+    assert commit_hole(687, 688, 2600) is None
+    assert commit_hole(687, None, 2600) is None
+    assert commit_hole(None, 700, 2600) is None
+    # The missing offsets are not processed yet: the guard's fill is what reads them.
+    assert commit_hole(687, 700, 690) is None
+    assert commit_hole(687, 700, 699) is None
