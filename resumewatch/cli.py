@@ -382,18 +382,12 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str) -> None:
     import sys
 
     import orjson
-    from clickhouse_driver import Client
     from clickhouse_driver.errors import Error as ClickHouseError
 
+    from sinks.runner import analyst_client
+
     s = _settings(ctx)
-    client = Client(
-        s.clickhouse_host,
-        port=s.clickhouse_port,
-        user=s.clickhouse_analyst_user,
-        password=s.clickhouse_analyst_password.get_secret_value(),
-        database=s.clickhouse_database,
-        connect_timeout=5,
-    )
+    client = analyst_client(s)
     try:
         rows, columns = client.execute(query, with_column_types=True)
     except ClickHouseError as exc:

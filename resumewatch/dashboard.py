@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from resumewatch.settings import Settings
+from sinks.runner import analyst_client
 
 log = logging.getLogger("resumewatch.dashboard")
 
@@ -35,20 +36,6 @@ def _rate(x: Any) -> float | None:
         return None
     x = float(x)
     return None if math.isnan(x) else x
-
-
-def analyst_client(settings: Settings) -> Any:
-    from clickhouse_driver import Client
-
-    return Client(
-        settings.clickhouse_host,
-        port=settings.clickhouse_port,
-        user=settings.clickhouse_analyst_user,
-        password=settings.clickhouse_analyst_password.get_secret_value(),
-        database=settings.clickhouse_database,
-        connect_timeout=5,
-        send_receive_timeout=30,
-    )
 
 
 def load(client: Any, sector: str, above: int) -> dict[str, Any]:
@@ -173,7 +160,7 @@ def _missing(client: Any, sector: str, above: int) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, connect: Callable[[], Any] | None = None) -> web.Application:
-    connect = connect or (lambda: analyst_client(settings))
+    connect = connect or (lambda: analyst_client(settings, send_receive_timeout=30))
     page = PAGE.read_text().replace("{{REFRESH_SECONDS}}", f"{settings.dashboard_refresh:g}")
 
     def query(sector: str, above: int) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from streams.metrics import GaugeSeries
+from streams.metrics import LagGauge
 
 INSERT_ROWS = (1, 10, 100, 500, 1000, 5000, 10000, 25000, 50000, 100000)
 INSERT_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,14 +47,12 @@ class SinkMetrics:
             "ClickHouse inserts that failed and were retried.",
             registry=r,
         )
-        self.lag = Gauge(
+        self.lag = LagGauge(
             "resumewatch_sink_consumer_lag",
             "Messages in an assigned partition not written to ClickHouse yet (high watermark "
             "minus the consumer's position).",
-            ["topic", "partition"],
-            registry=r,
+            r,
         )
-        self.lag_series = GaugeSeries(self.lag)
 
     def inserted(self, written: dict[str, int], seconds: float) -> None:
         self.insert_seconds.observe(seconds)
@@ -62,6 +60,3 @@ class SinkMetrics:
             self.rows.labels(table).inc(n)
             if not table.endswith(" retractions"):
                 self.insert_rows.labels(table).observe(n)
-
-    def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
-        self.lag_series.set({(topic, str(p)): n for (topic, p), n in lags.items()})

@@ -48,6 +48,22 @@ def clickhouse_client(settings: Settings, database: str | None = None) -> Any:
     )
 
 
+def analyst_client(settings: Settings, send_receive_timeout: float = 300.0) -> Any:
+    """A client of the read-only analyst user on the pipeline's database (300 s for a
+    query's answer is the driver's default)."""
+    from clickhouse_driver import Client
+
+    return Client(
+        settings.clickhouse_host,
+        port=settings.clickhouse_port,
+        user=settings.clickhouse_analyst_user,
+        password=settings.clickhouse_analyst_password.get_secret_value(),
+        database=settings.clickhouse_database,
+        connect_timeout=5,
+        send_receive_timeout=send_receive_timeout,
+    )
+
+
 def route(batcher: Batcher, settings: Settings, record: Any) -> None:
     """Turn one Kafka record into a row of the table it belongs to."""
     # The worker packs the rows topics: one message holds many [key, row] records.
@@ -157,7 +173,7 @@ class SinkRunner:
         except Exception as exc:  # noqa: BLE001 - a rebalance in between: measure next time
             log.debug("consumer lag not measured: %r", exc)
             return
-        self.metrics.set_lag(lags)
+        self.metrics.lag.set(lags)
 
     def _write_with_retry(self, batcher: Batcher) -> dict[str, int]:
         delay = 0.5

@@ -180,17 +180,14 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             # The brokers' end offsets (the consumer's own highwater is only as fresh as
             # its last fetch, and it stops fetching exactly when the worker falls behind).
             ends = await consumer.highwaters(*(tp for _, tp in sources))
-            lags = {
-                (tp.topic, tp.partition): max(0, ends[tp] - guard.next_offset(tp))
-                for guard, tp in sources
-                if ends.get(tp) is not None
-            }
+            lags: dict[tuple[str, int], int] = {}
             for guard, tp in sources:
+                processed = guard.next_offset(tp)
+                if ends.get(tp) is not None:
+                    lags[(tp.topic, tp.partition)] = max(0, ends[tp] - processed)
                 acked = consumer._acked.get(tp)
                 hole = commit_hole(
-                    consumer._committed_offset.get(tp),
-                    min(acked) if acked else None,
-                    guard.next_offset(tp),
+                    consumer._committed_offset.get(tp), min(acked) if acked else None, processed
                 )
                 if hole is not None:
                     log.warning(
@@ -205,7 +202,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         except Exception as exc:  # noqa: BLE001 - a rebalance in between: look next time
             log.debug("source partitions not checked: %r", exc)
             return
-        metrics.set_lag(lags)
+        metrics.lag.set(lags)
 
     app.timer(5.0)(watch_sources)
 

@@ -68,14 +68,12 @@ class WorkerMetrics:
             ["state"],
             registry=r,
         )
-        self.lag = Gauge(
+        self.lag = LagGauge(
             "resumewatch_worker_consumer_lag",
             "Messages in an assigned source partition not processed yet (high watermark minus "
             "the next offset to process).",
-            ["topic", "partition"],
-            registry=r,
+            r,
         )
-        self.lag_series = GaugeSeries(self.lag)
         self.gaps = Counter(
             "resumewatch_worker_skipped_offset_fills",
             "Ranges of offsets the consumer skipped: read from Kafka by the worker itself, or, "
@@ -103,21 +101,18 @@ class WorkerMetrics:
         for state in states:
             self.alerts.labels(state).inc()
 
-    def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
-        """The lag of every assigned source partition; partitions no longer assigned go."""
-        self.lag_series.set({(topic, str(p)): n for (topic, p), n in lags.items()})
 
+class LagGauge:
+    """Messages behind, per (topic, partition), set to exactly the partitions given each time:
+    partitions no longer assigned are removed one by one, never the whole gauge at once, so a
+    scrape in between sees no series vanish."""
 
-class GaugeSeries:
-    """A labelled gauge set to exactly the values given each time: label sets that are gone
-    are removed one by one, never the whole gauge at once, so a scrape in between sees no
-    series vanish."""
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(name, documentation, ["topic", "partition"], registry=registry)
+        self.held: set[tuple[str, str]] = set()
 
-    def __init__(self, gauge: Gauge) -> None:
-        self.gauge = gauge
-        self.held: set[tuple[str, ...]] = set()
-
-    def set(self, values: dict[tuple[str, ...], float]) -> None:
+    def set(self, lags: dict[tuple[str, int], int]) -> None:
+        values = {(topic, str(p)): n for (topic, p), n in lags.items()}
         for labels in self.held - values.keys():
             self.gauge.remove(*labels)
         for labels, value in values.items():

@@ -8,13 +8,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from producers.publisher import Publisher
+from producers.simulator import Record
 from resumewatch.provision import ensure_schema, ensure_topics
 from resumewatch.settings import Settings
 from resumewatch.stack import Stack
@@ -63,6 +65,14 @@ class Pipeline:
         )
         self.procs.append(proc)
         return proc
+
+    def publish(self, records: Iterable[Record]) -> None:
+        """Send simulator records (key and value as they are) to the input topic; returns once
+        Kafka acknowledged them all."""
+        with Publisher(self.settings.kafka_bootstrap, self.settings.input_topic) as pub:
+            for r in records:
+                pub.send_raw(r.key, r.value)
+            pub.flush()
 
     def full_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}

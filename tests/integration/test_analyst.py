@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
 
 import orjson
 import pytest
-from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
 from resumewatch.provision import ensure_schema
 from resumewatch.settings import Settings
+from sinks.runner import analyst_client
 
 CONTRACT = (
     "region_metrics",
@@ -26,16 +25,6 @@ CONTRACT = (
 )
 
 
-def analyst(s: Settings) -> Any:
-    return Client(
-        s.clickhouse_host,
-        port=s.clickhouse_port,
-        user=s.clickhouse_analyst_user,
-        password=s.clickhouse_analyst_password.get_secret_value(),
-        database=s.clickhouse_database,
-    )
-
-
 def test_analyst_reads_everything_in_the_contract_and_cannot_write(
     base_settings: Settings,
 ) -> None:
@@ -43,7 +32,7 @@ def test_analyst_reads_everything_in_the_contract_and_cannot_write(
 
     ensure_schema(base_settings)
     writer = clickhouse_client(base_settings, base_settings.clickhouse_database)
-    client = analyst(base_settings)
+    client = analyst_client(base_settings)
     try:
         for name in CONTRACT:
             client.execute(f"SELECT count() FROM {name}")
@@ -103,7 +92,7 @@ def test_sql_command_prints_table_csv_and_json(base_settings: Settings) -> None:
 
 def test_the_dashboard_reads_as_the_analyst(base_settings: Settings) -> None:
     """Every dashboard query runs with the analyst's rights on the pipeline's database."""
-    from resumewatch.dashboard import analyst_client, load
+    from resumewatch.dashboard import load
 
     ensure_schema(base_settings)
     client = analyst_client(base_settings)

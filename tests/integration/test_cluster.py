@@ -15,7 +15,7 @@ from producers.simulator import SimConfig, Summary, stream
 from resumewatch.settings import Settings
 from resumewatch.stack.kafka import Kafka
 from resumewatch.stack.procs import read_pid
-from tests.integration.test_faults import assert_exact, publish, valid, wait_for_first_rows
+from tests.integration.test_faults import assert_exact, valid, wait_for_first_rows
 
 PORT = 29092  # nodes on 29092/29094/29096, controllers on 29093/29095/29097
 
@@ -80,11 +80,11 @@ def test_three_brokers_one_killed_mid_stream_loses_nothing(pipeline, cluster: Ka
     records = list(stream(cfg, Summary()))
     half = len(records) // 2
     client = p.clickhouse()
-    publish(p, records[:half])
+    p.publish(records[:half])
     wait_for_first_rows(p, client)
     # The first node: the bootstrap address of everyone's default, and a partition leader.
     pid = read_pid(cluster.pid_file(1))
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    publish(p, records[half:])
+    p.publish(records[half:])
     assert_exact(p, valid(records))

@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from producers.publisher import Publisher
 from producers.simulator import simulate
 from tests.integration.conftest import free_port
 from tests.reference import expected_enterprise_daily, expected_rows
@@ -79,10 +78,7 @@ def test_dashboard_shows_the_pipeline_results(pipeline, base_settings) -> None: 
     p.start("worker")
     p.start("sink")
     records = simulate(enterprises=300, days=5, tz=p.settings.timezone).records  # the demo's
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in records:
-            pub.send_raw(r.key, r.value)
-        pub.flush()
+    p.publish(records)
     raws = [r.value for r in records]
     want = expected_rows(raws)
     client = p.clickhouse()

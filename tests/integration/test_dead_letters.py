@@ -18,10 +18,7 @@ def test_valid_invalid_duplicate_and_late_events_land_exactly(pipeline) -> None:
     summary = Summary()
     records = list(stream(cfg, summary))
     assert summary.counts["bad"] > 20 and summary.counts["duplicate"] > 20
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in records:
-            pub.send_raw(r.key, r.value)
-        pub.flush()
+    p.publish(records)
 
     bad = [r.value for r in records if r.kind == "bad"]
     expected_reasons = {}

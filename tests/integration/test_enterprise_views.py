@@ -6,8 +6,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from producers.publisher import Publisher
-from producers.simulator import SimConfig, Summary, stream
+from producers.simulator import Record, SimConfig, Summary, stream
 from tests.reference import (
     expected_enterprise_daily,
     expected_rows,
@@ -21,10 +20,7 @@ def test_enterprise_views_match_the_reference(pipeline) -> None:  # type: ignore
     p.start("sink")
     cfg = SimConfig(enterprises=200, days=6, seed=9, key_share=0.1, duplicate_share=0.05)
     records = list(stream(cfg, Summary()))
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in records:
-            pub.send_raw(r.key, r.value)
-        pub.flush()
+    p.publish(records)
     raws = [r.value for r in records]
     want_rows = expected_rows(raws)
     want_daily = expected_enterprise_daily(raws)
@@ -93,13 +89,11 @@ def test_readme_sql_cookbook_answers(pipeline) -> None:  # type: ignore[no-untyp
     p.start("worker")
     p.start("sink")
     sim = simulate(enterprises=300, days=5, tz=p.settings.timezone)  # the demo's province
-    bad = [(b"E-bad-1", b"{not json"), (b"E-bad-2", b'{"type": "status_changed"}')]
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in sim.records:
-            pub.send_raw(r.key, r.value)
-        for key, value in bad:
-            pub.send_raw(key, value)
-        pub.flush()
+    bad = [
+        Record(b"E-bad-1", b"{not json", "bad"),
+        Record(b"E-bad-2", b'{"type": "status_changed"}', "bad"),
+    ]
+    p.publish([*sim.records, *bad])
     raws = [r.value for r in sim.records if r.kind != "bad"]
     want = expected_rows(raws)
     daily = expected_enterprise_daily(raws)

@@ -31,13 +31,6 @@ from tests.reference import (
 )
 
 
-def publish(p: Any, records: list[Record]) -> None:
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in records:
-            pub.send_raw(r.key, r.value)
-        pub.flush()
-
-
 def firing(client: Any) -> set[tuple[Any, ...]]:
     """The alerts_firing view, in the form of tests.reference.expected_firing."""
     out = set()
@@ -109,11 +102,11 @@ def test_worker_killed_mid_stream_then_restarted_is_exact(pipeline) -> None:  # 
     assert len(records) >= 100_000
     half = len(records) // 2
     client = p.clickhouse()
-    publish(p, records[:half])
+    p.publish(records[:half])
     # Kill the worker (no chance to flush or commit) while it is in the middle of work.
     wait_for_first_rows(p, client)
     kill(p, worker)
-    publish(p, records[half:])
+    p.publish(records[half:])
     p.start("worker")
     assert_exact(p, valid(records))
 
@@ -128,10 +121,10 @@ def test_one_of_two_workers_killed_the_other_takes_over(pipeline) -> None:  # ty
     records = list(stream(cfg, Summary()))
     half = len(records) // 2
     client = p.clickhouse()
-    publish(p, records[:half])
+    p.publish(records[:half])
     wait_for_first_rows(p, client)
     kill(p, doomed)
-    publish(p, records[half:])
+    p.publish(records[half:])
     assert_exact(p, valid(records))
 
 
@@ -156,7 +149,7 @@ def test_garbage_goes_to_dead_letters_and_the_rest_is_exact(pipeline) -> None:  
             mixed.append(Record(r.key, junk, "bad", None))
     bad = [r for r in mixed if r.kind == "bad"]
     assert len(bad) / len(mixed) >= 0.008
-    publish(p, mixed)
+    p.publish(mixed)
     assert_exact(p, valid(mixed))
     client = p.clickhouse()
     p.wait_for(
@@ -198,14 +191,14 @@ def test_clickhouse_down_for_30_seconds_the_sink_waits_and_nothing_is_lost(  # t
     records = list(stream(cfg, Summary()))
     half = len(records) // 2
     client = p.clickhouse()
-    publish(p, records[:half])
+    p.publish(records[:half])
     wait_for_first_rows(p, client)
     client.disconnect()
     before = _rss_mb(sink.pid)
     peak = before
     # Restarted with the stack's own settings: the analyst user's database stays the same.
     with clickhouse_down(base_settings):
-        publish(p, records[half:])
+        p.publish(records[half:])
         # The outage itself lasts 30 s; the sink must stay up and not buffer the stream.
         end = time.monotonic() + 30
         while time.monotonic() < end:
@@ -258,7 +251,7 @@ def test_sink_killed_between_insert_and_commit_shows_no_duplicate(pipeline) -> N
     sink = p.start("sink")
     cfg = SimConfig(enterprises=300, days=8, seed=36, disorder=300)
     records = list(stream(cfg, Summary()))
-    publish(p, records)
+    p.publish(records)
     raws = valid(records)
     assert_exact(p, raws)
     client = p.clickhouse()

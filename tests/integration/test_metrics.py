@@ -7,7 +7,6 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, stream
 from tests.integration.conftest import free_port
 from tests.reference import expected_rows
@@ -39,10 +38,7 @@ def test_worker_and_sink_metrics_count_what_happened(pipeline) -> None:  # type:
     records = list(stream(cfg, Summary()))
     kinds = [r.kind for r in records]
     assert kinds.count("bad") > 0 and kinds.count("duplicate") > 0
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for r in records:
-            pub.send_raw(r.key, r.value)
-        pub.flush()
+    p.publish(records)
     client = p.clickhouse()
     want = expected_rows([r.value for r in records if r.kind != "bad"])
     p.wait_for(lambda: p.region_rows(client) == want, 180, "region_metrics")

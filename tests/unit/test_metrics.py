@@ -186,8 +186,8 @@ def test_the_worker_counts_events_duplicates_and_dead_letters() -> None:
     m.counted(h.ent.tally)
     assert not h.ent.tally  # carried over and cleared
     m.transitions(["firing", "firing", "resolved"])
-    m.set_lag({("in", 0): 5, ("in", 1): 0})
-    m.set_lag({("in", 1): 2})  # partition 0 moved to another worker
+    m.lag.set({("in", 0): 5, ("in", 1): 0})
+    m.lag.set({("in", 1): 2})  # partition 0 moved to another worker
     text = generate_latest(m.registry).decode()
     assert f"resumewatch_worker_events_total {float(len(raws) + 26)}" in text
     assert "resumewatch_worker_duplicates_total 25.0" in text
