@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from benchmarks import kafka_util
+from resumewatch.provision import delete_topics
 from resumewatch.settings import Settings
 from resumewatch.stack.procs import stop_children
 
@@ -345,7 +346,9 @@ def measure_publisher(run: Run, path: Path) -> tuple[float, int]:
 @click.option(
     "--workers", default=2, show_default=True, help="Worker processes of the pipeline run."
 )
-@click.option("--keep", is_flag=True, help="Keep the benchmark's ClickHouse databases.")
+@click.option(
+    "--keep", is_flag=True, help="Keep the benchmark's ClickHouse databases and Kafka topics."
+)
 def main(
     events: int,
     seed: int,
@@ -413,6 +416,7 @@ def main(
             run.stop()
             if not keep:
                 drop_database(run.settings)
+                delete_topics(run.settings)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(results, indent=2) + "\n")
     json_out.with_suffix(".md").write_text(markdown(results))

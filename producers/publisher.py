@@ -22,9 +22,30 @@ class Rejected:
 
 @dataclass
 class PublishResult:
-    sent: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
+    sent: int = 0  # acknowledged by Kafka
+    rejected: list[Rejected] = field(default_factory=list)  # invalid: never sent
     duplicates: int = 0
+    failed: list[Rejected] = field(default_factory=list)  # valid, but Kafka refused them
+
+    def _send(
+        self, send: Callable[..., Any], topic: str, key: bytes, value: bytes, index: int
+    ) -> None:
+        """Send one record; a refusal, now or when Kafka answers, is recorded with its index."""
+        from kafka.errors import KafkaError, KafkaTimeoutError
+
+        try:
+            future = send(topic, key=key, value=value)
+        except KafkaTimeoutError:
+            raise
+        except KafkaError as exc:  # e.g. larger than the producer's max request size
+            self.failed.append(Rejected(index, f"not sent: {exc}"))
+            return
+        self.sent += 1
+        future.add_errback(self._refused, index)
+
+    def _refused(self, index: int, exc: Exception) -> None:
+        self.sent -= 1
+        self.failed.append(Rejected(index, f"Kafka refused it: {exc}"))
 
 
 class Publisher:
@@ -73,7 +94,8 @@ class Publisher:
         events: Iterable[AnyEvent | dict[str, Any]],
         progress: Callable[[int], None] | None = None,
     ) -> PublishResult:
-        """Validate and send; invalid events are returned with their reasons, never sent."""
+        """Validate and send; invalid events are returned with their reasons, never sent, and
+        events Kafka refused (too large, say) in ``failed``."""
         from kafka.errors import KafkaTimeoutError
 
         result = PublishResult()
@@ -85,10 +107,9 @@ class Publisher:
                 result.rejected.append(Rejected(i, str(exc)))
                 continue
             try:
-                send(self.topic, key=ev.enterprise_id.encode(), value=encode(ev))
+                result._send(send, self.topic, ev.enterprise_id.encode(), encode(ev), i)
             except KafkaTimeoutError as exc:
                 raise self._no_metadata(exc) from exc
-            result.sent += 1
             if progress is not None:
                 progress(1)
         self.flush()
@@ -123,10 +144,9 @@ class Publisher:
                 continue
             seen.add(ev.event_id)
             try:
-                send(topic, key=ev.enterprise_id.encode(), value=line)
+                result._send(send, topic, ev.enterprise_id.encode(), line, lineno)
             except KafkaTimeoutError as exc:
                 raise self._no_metadata(exc) from exc
-            result.sent += 1
             if progress is not None:
                 progress(1)
         self.flush()

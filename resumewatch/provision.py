@@ -87,3 +87,30 @@ def ensure_schema(settings: Settings) -> int:
         return migrate(client.execute, settings.clickhouse_database)
     finally:
         client.disconnect()
+
+
+def delete_topics(settings: Settings) -> list[str]:
+    """Delete the pipeline's topics: the input, dead-letter and alerts topics and every topic
+    named after its internal prefix (internal topics, changelogs, Faust's own). For scratch
+    pipelines (tests, benchmarks), whose data should not pile up in the broker."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    try:
+        ours = {settings.input_topic, settings.dlq_topic, settings.alerts_topic}
+        doomed = [
+            t
+            for t in admin.list_topics()
+            if t in ours or t.startswith(f"{settings.internal_prefix}-")
+        ]
+        for topic in doomed:
+            try:
+                admin.delete_topics([topic])
+            except UnknownTopicOrPartitionError:
+                pass
+            except KafkaError as exc:
+                raise StackError(f"Could not delete topic {topic}: {exc}") from exc
+        return doomed
+    finally:
+        admin.close()

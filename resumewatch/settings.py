@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,7 +47,9 @@ class Settings(BaseSettings):
 
     # --- services the pipeline talks to ------------------------------------------------
     kafka_bootstrap: str = Field(
-        default="127.0.0.1:19092", description="Kafka bootstrap servers, comma separated."
+        default="",
+        description="Kafka bootstrap servers, comma separated; empty means the local stack's "
+        "brokers (127.0.0.1:kafka_port, one address per node of kafka_brokers).",
     )
     clickhouse_host: str = Field(default="127.0.0.1", description="ClickHouse host.")
     clickhouse_port: int = Field(default=19000, description="ClickHouse native TCP port.")
@@ -228,6 +230,16 @@ class Settings(BaseSettings):
             self.alerts_topic,
             self.dlq_topic,
         ]
+
+    @model_validator(mode="after")
+    def _local_bootstrap(self) -> Settings:
+        if not self.kafka_bootstrap.strip():
+            addresses = ",".join(
+                f"127.0.0.1:{self.kafka_port + 2 * i}" for i in range(self.kafka_brokers)
+            )
+            # The model is frozen; this fills in a default derived from other fields.
+            object.__setattr__(self, "kafka_bootstrap", addresses)
+        return self
 
     def as_env(self) -> dict[str, str]:
         """These settings as RESUMEWATCH_* variables, for a child process (secrets included:

@@ -38,6 +38,7 @@ from streams.supply import readiness_series
 log = logging.getLogger("resumewatch.worker")
 META = b"\x00"  # prefix of the bookkeeping keys in the agents' tables (not aggregates)
 CLOCK = META + b"clock"
+VERSION = META + b"version"
 OFFSET = META + b"offset\x1f"
 KEY_SEP = "\x1e"  # joins the parts of a table key (region names never contain it)
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
@@ -50,6 +51,10 @@ def _report_key(eid: str, day: int) -> bytes:
 
 def _clock_key(partition: int) -> bytes:
     return CLOCK + str(partition).encode()
+
+
+def _version_key(partition: int) -> bytes:
+    return VERSION + str(partition).encode()
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass takes four times as long to build
@@ -176,6 +181,34 @@ class _Clocks:
     def save(self, out: list[Out]) -> None:
         for p in self.advanced:
             self.state.put(p, _clock_key(p), self.values[p], out)
+
+
+class _Versions:
+    """Versions of the region rows a partition emits: the wall clock, but always above the
+    partition's previous one (persisted), so that after the partition moves to a host whose
+    clock is behind, its new rows still supersede the old ones in ClickHouse."""
+
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+        self.now = time.time_ns()
+        self.used: dict[int, int] = {}
+
+    def of(self, p: int) -> int:
+        v = self.used.get(p)
+        if v is None:
+            last = self.state.get(_version_key(p)) or 0
+            v = self.used[p] = max(self.now, last + 1)
+        return v
+
+    def take(self, p: int) -> int:
+        """A version above every one the partition used before (one per record)."""
+        v = self.of(p)
+        self.used[p] = v + 1
+        return v
+
+    def save(self, out: list[Out]) -> None:
+        for p, v in self.used.items():
+            self.state.put(p, _version_key(p), v, out)
 
 
 class OffsetGuard:
@@ -562,18 +595,20 @@ class DistrictProcessor(_Lazy):
                 if stable_partition(key, self.partitions) == p:
                     changed[key] = min(changed.get(key, before + 1), before + 1)
         clocks.save(out)
-        version = time.time_ns()
+        versions = _Versions(self.state)
         n = self.partitions
         for key, from_day in changed.items():
             p = stable_partition(key, n)
             newest = clocks.get(p)
             city, province = parents(key)
+            version = versions.of(p)
             for row in self.aggs[key].rows(from_day, newest):
                 out.append(Out(self.s.region_rows_topic, key.encode(), row.to_json(version), p))
                 v = None if row.deleted else row.v
                 update = orjson.dumps({"c": key, "d": row.day, "s": row.scope, "v": v})
                 for parent in (city, province):
                     out.append(Out(self.s.rollup_topic, parent.encode(), update))
+        versions.save(out)
         return pack(out, self.packed, n)
 
 
@@ -612,10 +647,13 @@ class RollupProcessor(_Lazy):
                     self.state.delete(p, key, out)
                 else:
                     self.state.put(p, key, v, out)
-        version = time.time_ns()
+        versions = _Versions(self.state)
         for (parent, day, scope), p in changed.items():
             row = self.aggs[parent].row(day, scope)
-            out.append(Out(self.s.region_rows_topic, parent.encode(), row.to_json(version), p))
+            out.append(
+                Out(self.s.region_rows_topic, parent.encode(), row.to_json(versions.of(p)), p)
+            )
+        versions.save(out)
         return pack(out, self.packed, self.partitions)
 
 
@@ -659,16 +697,17 @@ class AlertProcessor:
                 series[d["day"]] = [d["enterprises"], {r.metric: d[r.metric] for r in rules}]
         transitions: list[dict[str, Any]] = []
         at = datetime.now(UTC).replace(microsecond=0).isoformat()
-        version = time.time_ns()  # orders the transitions: + index within the batch
+        versions = _Versions(self.state)  # also orders the transitions within the batch
         for skey, (p, st, rules, scope) in changed.items():
             for rule in rules:
                 for record in self._evaluate(rule, st, scope, at):
-                    record["version"] = version + len(transitions)
+                    record["version"] = versions.take(p)
                     transitions.append(record)
                     out.append(
                         Out(self.s.alerts_topic, record["alert_id"].encode(), orjson.dumps(record))
                     )
             self.state.put(p, skey, st, out)
+        versions.save(out)
         return out, transitions
 
     def _evaluate(
@@ -802,17 +841,18 @@ class SupplyProcessor:
         clocks.save(out)
         transitions: list[dict[str, Any]] = []
         at = datetime.now(UTC).replace(microsecond=0).isoformat()
-        version = time.time_ns()
+        versions = _Versions(self.state)
         for x in sorted(evaluate_for):
             p, st = loaded[x]
             for record in self._evaluate(x, st, clocks.get(p), at):
-                record["version"] = version + len(transitions)
+                record["version"] = versions.take(p)
                 transitions.append(record)
                 out.append(
                     Out(self.s.alerts_topic, record["alert_id"].encode(), orjson.dumps(record))
                 )
         for x, (p, st) in loaded.items():
             self.state.put(p, x.encode(), st, out)
+        versions.save(out)
         return pack(out, self.packed, n), transitions
 
     def _evaluate(

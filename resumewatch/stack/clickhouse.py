@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from xml.sax.saxutils import escape
 
@@ -150,6 +151,10 @@ class ClickHouse:
 
     def ready(self) -> bool:
         from clickhouse_driver import Client
+
+        # Refused connections are expected while the server starts; the driver would log each
+        # one with a traceback.
+        logging.getLogger("clickhouse_driver.connection").setLevel(logging.CRITICAL)
 
         client = Client(
             self.s.clickhouse_host,

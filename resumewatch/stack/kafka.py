@@ -237,6 +237,11 @@ class Kafka:
                         "ports."
                     )
         if todo:
+            if shutil.which("java") is None:
+                raise StackError(
+                    "`java` is not on PATH; install it (apt-get install "
+                    "openjdk-17-jre-headless) and retry."
+                )
             self.ensure_installed()
             self.home.mkdir(parents=True, exist_ok=True)
         for i in todo:

@@ -21,12 +21,29 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def read_pid(pidfile: Path) -> int | None:
+def start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot), which tells a process from a later
+    one that got the same pid."""
     try:
-        pid = int(pidfile.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[19]
+    except (FileNotFoundError, IndexError):
         return None
-    return pid if pid_alive(pid) else None
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` while that very process runs; None once it ended, also when the
+    pid now belongs to another process (after a reboot, say)."""
+    try:
+        fields = pidfile.read_text().split()
+        pid = int(fields[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    if not pid_alive(pid):
+        return None
+    if len(fields) > 1 and start_time(pid) != fields[1]:
+        return None
+    return pid
 
 
 def pid_alive(pid: int) -> bool:
@@ -39,7 +56,7 @@ def pid_alive(pid: int) -> bool:
     # A zombie still answers kill(0); treat it as gone.
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
 
@@ -63,7 +80,7 @@ def start_process(
             cwd=cwd,
             start_new_session=True,
         )
-    pidfile.write_text(str(proc.pid))
+    pidfile.write_text(f"{proc.pid} {start_time(proc.pid) or ''}".strip())
     return proc.pid
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from producers.publisher import Publisher
 from producers.simulator import Record
-from resumewatch.provision import ensure_schema, ensure_topics
+from resumewatch.provision import delete_topics, ensure_schema, ensure_topics
 from resumewatch.settings import Settings
 from resumewatch.stack import Stack
 from resumewatch.stack.procs import stop_children
@@ -83,8 +84,10 @@ class Pipeline:
         return clickhouse_client(self.settings, self.settings.clickhouse_database)
 
     def region_rows(self, client: Any | None = None) -> dict[tuple[Any, ...], tuple[int, ...]]:
-        """region_metrics FINAL as {key: metrics tuple of tests.reference}."""
-        from tests.reference import region_row_key, row_metrics
+        """region_metrics FINAL as {key: metrics tuple of tests.reference}; checks on the way
+        that every rate column is its numerator over its denominator, NULL for a zero
+        denominator (so rows whose counts equal the reference have the reference's rates)."""
+        from tests.reference import RATES, region_row_key, row_metrics
 
         own = client is None
         client = client or self.clickhouse()
@@ -99,7 +102,13 @@ class Pipeline:
         out = {}
         for values in data:
             d = dict(zip(names, values, strict=True))
-            out[region_row_key(d)] = row_metrics(d)
+            m = row_metrics(d)
+            for rate, (num, den) in RATES.items():
+                want = m[num] / m[den] if m[den] else None
+                got = d[rate]
+                assert (got is None) == (want is None), (rate, d)
+                assert want is None or abs(got - want) <= 1e-9 * max(1.0, want), (rate, d)
+            out[region_row_key(d)] = m
         return out
 
     def enterprise_daily(self, client: Any) -> dict[tuple[Any, ...], tuple[Any, ...]]:
@@ -218,3 +227,9 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
         client = p.clickhouse()
         client.execute(f"DROP DATABASE IF EXISTS {p.settings.clickhouse_database}")
         client.disconnect()
+        try:
+            delete_topics(p.settings)
+        except Exception as exc:  # noqa: BLE001 - e.g. a test's own cluster is gone already
+            warnings.warn(
+                f"topics of {p.settings.internal_prefix} not deleted: {exc}", stacklevel=1
+            )

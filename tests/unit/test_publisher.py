@@ -8,16 +8,43 @@ from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, simulate, stream
 
 
-class FakeProducer:
+class FakeFuture:
     def __init__(self) -> None:
+        self.errbacks: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def add_errback(self, f: Any, *args: Any) -> None:
+        self.errbacks.append((f, args))
+
+
+class FakeProducer:
+    """Like KafkaProducer: send() returns a future; values containing ``refuse`` are refused
+    by the broker at flush, values over ``max_size`` bytes at once."""
+
+    def __init__(self, max_size: int = 1 << 20) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.flushed = 0
+        self.max_size = max_size
+        self.pending: list[tuple[bytes, FakeFuture]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes) -> FakeFuture:
+        from kafka.errors import MessageSizeTooLargeError
+
+        if len(value) > self.max_size:
+            raise MessageSizeTooLargeError(f"The message is {len(value)} bytes")
         self.sent.append((topic, key, value))
+        future = FakeFuture()
+        self.pending.append((value, future))
+        return future
 
     def flush(self, timeout: float | None = None) -> None:
+        from kafka.errors import InvalidRecordError
+
         self.flushed += 1
+        for value, future in self.pending:
+            if b"refuse" in value:
+                for f, args in future.errbacks:
+                    f(*args, InvalidRecordError("broker refused the record"))
+        self.pending.clear()
 
     def close(self) -> None:
         pass
@@ -107,3 +134,19 @@ def test_a_topic_without_metadata_is_one_clear_error() -> None:
     pub = Publisher("unused:1", "missing-topic", producer=NoTopic())
     with pytest.raises(PublishError, match="no metadata for topic 'missing-topic'.*migrate"):
         pub.publish_lines([_line()])
+
+
+def test_events_kafka_refuses_are_reported_not_counted_as_sent() -> None:
+    fake = FakeProducer(max_size=400)
+    pub = Publisher("unused:1", "topic", producer=fake)
+    lines = [
+        _line(),
+        _line(event_id="e2", note="x" * 500),  # over the producer's request size
+        _line(event_id="e3", note="refuse"),  # refused by the broker
+        _line(event_id="e4"),
+    ]
+    result = pub.publish_lines(lines)
+    assert result.sent == 2 and not result.rejected
+    assert [r.index for r in result.failed] == [2, 3]
+    assert result.failed[0].error.startswith("not sent: [Error 10] MessageSizeTooLargeError")
+    assert result.failed[1].error.startswith("Kafka refused it: [Error 87] InvalidRecordError")
