@@ -293,8 +293,9 @@ def _progress(quiet: bool) -> Any:
 def publish(ctx: click.Context, file: Any) -> None:
     """Validate and publish NDJSON events (one per line) from FILE, or '-' for stdin.
 
-    Invalid lines are not sent; the summary lists them with line numbers and reasons. An
-    event_id repeated within the input is counted as a duplicate and sent once.
+    Invalid lines are not sent; the summary lists them with line numbers and reasons, and so
+    it does lines Kafka refused (over its message size, say). An event_id repeated within the
+    input is counted as a duplicate and sent once. Exits with 1 when any line was not sent.
     """
     from producers.publisher import Publisher, PublishError
 
@@ -307,12 +308,14 @@ def publish(ctx: click.Context, file: Any) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"sent {result.sent}, rejected {len(result.rejected)}, duplicates {result.duplicates}"
+        + (f", refused by Kafka {len(result.failed)}" if result.failed else "")
     )
-    for r in result.rejected[:50]:
+    problems = sorted(result.rejected + result.failed, key=lambda r: r.index)
+    for r in problems[:50]:
         click.echo(f"  line {r.index}: {r.error}")
-    if len(result.rejected) > 50:
-        click.echo(f"  ... and {len(result.rejected) - 50} more")
-    if result.rejected:
+    if len(problems) > 50:
+        click.echo(f"  ... and {len(problems) - 50} more")
+    if problems:
         ctx.exit(1)
 
 
@@ -420,8 +423,57 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str) -> None:
         click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
+# The fields of an alert transition (CONTRACT §5), in order. In `alerts_firing`, `day` is the
+# day the alert fired (its latest transition is the firing one).
+ALERT_FIELDS = (
+    "alert_id",
+    "rule",
+    "state",
+    "level",
+    "province",
+    "city",
+    "district",
+    "sector",
+    "above_scale_only",
+    "enterprise_id",
+    "day",
+    "metric",
+    "value",
+    "threshold",
+    "at",
+)
+ALERTS_FIRING_SQL = (
+    f"SELECT {', '.join('fired_day AS day' if f == 'day' else f for f in ALERT_FIELDS)} "
+    "FROM alerts_firing ORDER BY at DESC, fired_day DESC, alert_id"
+)
+
+
+def alert_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row of ALERTS_FIRING_SQL as the alerts topic has it: `day` an ISO date, `at` RFC 3339
+    in UTC with its offset (ClickHouse hands back the naive UTC time the sink wrote)."""
+    from datetime import UTC
+
+    d = dict(zip(ALERT_FIELDS, row, strict=True))
+    d["day"] = d["day"].isoformat()
+    at = d["at"] if d["at"].tzinfo else d["at"].replace(tzinfo=UTC)
+    d["at"] = at.astimezone(UTC).isoformat()
+    return d
+
+
+def alert_table_row(d: dict[str, Any]) -> tuple[str, ...]:
+    """An alert_json() object as a row of the table: since, rule, where, metric, value,
+    threshold."""
+    where = " / ".join(
+        str(x) for x in (d["province"], d["city"], d["district"], d["enterprise_id"]) if x
+    )
+    if d["sector"] != "*" or d["above_scale_only"]:
+        where += f" [{d['sector']}{', above size' if d['above_scale_only'] else ''}]"
+    value = "-" if d["value"] is None else f"{d['value']:.3g}"
+    return (d["day"], d["rule"], where, d["metric"], value, f"{d['threshold']:g}")
+
+
 @main.command("alerts")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (CONTRACT §5).")
 @click.pass_context
 def alerts_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the alerts firing now (from ClickHouse), newest first."""
@@ -432,41 +484,27 @@ def alerts_cmd(ctx: click.Context, as_json: bool) -> None:
     s = _settings(ctx)
     client = clickhouse_client(s, s.clickhouse_database)
     try:
-        rows, cols = client.execute(
-            "SELECT alert_id, rule, level, province, city, district, sector, above_scale_only, "
-            "enterprise_id, fired_day, metric, value, threshold, at FROM alerts_firing "
-            "ORDER BY at DESC, fired_day DESC, alert_id",
-            with_column_types=True,
-        )
+        rows = client.execute(ALERTS_FIRING_SQL)
     except Exception as exc:  # noqa: BLE001 - one sentence instead of a driver trace
         raise click.ClickException(f"cannot read alerts from ClickHouse: {exc}") from exc
     finally:
         client.disconnect()
-    names = [c[0] for c in cols]
+    alerts = [alert_json(r) for r in rows]
     if as_json:
-        for r in rows:
-            click.echo(orjson.dumps(dict(zip(names, r, strict=True)), default=str).decode())
+        for d in alerts:
+            click.echo(orjson.dumps(d).decode())
         return
-    if not rows:
+    if not alerts:
         click.echo("no alerts firing")
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} alerts firing")
+    table = Table(title=f"{len(alerts)} alerts firing")
     for col in ("since", "rule", "where", "metric", "value", "threshold"):
         table.add_column(col)
-    for r in rows:
-        d = dict(zip(names, r, strict=True))
-        where = " / ".join(
-            str(x) for x in (d["province"], d["city"], d["district"], d["enterprise_id"]) if x
-        )
-        if d["sector"] != "*" or d["above_scale_only"]:
-            where += f" [{d['sector']}{', above size' if d['above_scale_only'] else ''}]"
-        value = "-" if d["value"] is None else f"{d['value']:.3g}"
-        table.add_row(
-            str(d["fired_day"]), d["rule"], where, d["metric"], value, f"{d['threshold']:g}"
-        )
+    for d in alerts:
+        table.add_row(*alert_table_row(d))
     Console().print(table)
 
 

@@ -10,6 +10,7 @@ evaluation is simply run again: the transitions are a function of the current da
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ REGION_METRICS = (
     "appeal_resolution_rate",
 )
 METRICS = (*REGION_METRICS, "supplier_readiness")
+# Shares of a whole, whose thresholds lie in [0, 1]. Workforce and capacity attainment are
+# not: more staff or output than normal is possible.
+SHARES = ("resumption_rate", "report_compliance", "appeal_resolution_rate", "supplier_readiness")
 LEVELS = ("province", "city", "district")
 NAME_RE = re.compile(r"[a-z0-9_]+")
 FIELDS = {
@@ -82,37 +86,116 @@ def _fail(path: str, node: Any, message: str) -> RulesError:
     return RulesError(f"{path} line {line}: {message}")
 
 
-def parse_rules(text: str, path: str = "rules") -> list[Rule]:
-    """Parse and validate a rules file; raises RulesError with the line and the reason."""
+def _yaml_error(path: str, text: str, exc: Exception) -> RulesError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+        return RulesError(
+            f"{path} line {line}: not valid YAML: unacceptable character #x{exc.character:04x}"
+        )
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or exc
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        # Tags such as !!python/object would run code under a full loader: refuse them.
+        return RulesError(f"{path}{where}: refused by the safe YAML loader: {problem}")
+    return RulesError(f"{path}{where}: not valid YAML: {problem}")
+
+
+def _key_text(node: Any) -> str | None:
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _twice(node: Any) -> tuple[Any, str] | None:
+    """The first key of a mapping node given a second time (its node and text), if any."""
+    seen: set[tuple[str, str]] = set()
+    for key, _ in node.value:
+        text = _key_text(key)
+        if text is None or text == "<<":  # non-scalar keys are the constructor's to refuse
+            continue
+        if (key.tag, text) in seen:
+            return key, text
+        seen.add((key.tag, text))
+    return None
+
+
+def parse_rules(text: str | bytes, path: str = "rules") -> list[Rule]:
+    """Parse and validate a rules file; raises RulesError with the line and the reason.
+
+    A file without rules (empty, ``rules:`` with nothing after it, or ``rules: []``) is
+    valid: it switches alerting off.
+    """
+    if isinstance(text, bytes):
+        text = _decode(text, path)
     try:
-        root = yaml.compose(text)
+        loader = yaml.SafeLoader(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise RulesError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if root is None or not isinstance(root, yaml.MappingNode):
+        raise _yaml_error(path, text, exc) from exc
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return []
+        if not isinstance(root, yaml.MappingNode):
+            raise _fail(path, root, "the file must be a mapping with a `rules:` list")
+        twice = _twice(root)
+        if twice is not None:
+            raise _fail(path, twice[0], f"key `{twice[1]}` given twice")
+        for node in _rule_nodes(root):
+            twice = _twice(node) if isinstance(node, yaml.MappingNode) else None
+            if twice is not None:
+                name = next((_key_text(v) for k, v in node.value if _key_text(k) == "name"), None)
+                raise _fail(path, twice[0], f"rule {name or '?'}: field `{twice[1]}` given twice")
+        # Keys given twice are looked for first: the constructor keeps the last silently.
+        data = loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, text, exc) from exc
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):  # a tagged mapping, such as !!set
         raise _fail(path, root, "the file must be a mapping with a `rules:` list")
-    rules_node = next((v for k, v in root.value if k.value == "rules"), None)
-    if not isinstance(rules_node, yaml.SequenceNode):
-        raise _fail(path, rules_node or root, "`rules:` must be a list of rules")
-    data = yaml.safe_load(text)["rules"]
+    for key, _ in root.value:
+        if _key_text(key) != "rules":
+            raise _fail(path, key, f"unknown key `{key.value}` (only `rules` is allowed)")
+    items = data.get("rules")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        rules_node = next(v for k, v in reversed(root.value) if _key_text(k) == "rules")
+        raise _fail(path, rules_node, "`rules:` must be a list of rules")
     rules: list[Rule] = []
     seen: set[str] = set()
-    for node, item in zip(rules_node.value, data, strict=True):
+    for node, item in zip(_rule_nodes(root), items, strict=True):
         rules.append(_rule(path, node, item, seen))
     return rules
+
+
+def _rule_nodes(root: Any) -> list[Any]:
+    """The nodes of the entries of the `rules:` list (empty if it is not a list). The last
+    `rules` key is the one constructed (a `<<` merge can put another one before it)."""
+    node = next((v for k, v in reversed(root.value) if _key_text(k) == "rules"), None)
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _decode(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise RulesError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from exc
 
 
 def _rule(path: str, node: Any, item: Any, seen: set[str]) -> Rule:
     if not isinstance(item, dict):
         raise _fail(path, node, "each rule must be a mapping of fields")
-    lines = {k.value: k for k, _ in node.value}
+    lines = {_key_text(k): k for k, _ in node.value}
 
     def fail(field: str, message: str) -> RulesError:
         name = item.get("name", "?")
-        return _fail(path, lines.get(field, node), f"rule {name}: {message}")
+        return _fail(path, lines.get(str(field), node), f"rule {name}: {message}")
 
-    unknown = sorted(set(item) - FIELDS)
+    unknown = sorted((k for k in item if k not in FIELDS), key=str)
     if unknown:
         raise fail(unknown[0], f"unknown field `{unknown[0]}` (known: {', '.join(sorted(FIELDS))})")
     name = item.get("name")
@@ -131,7 +214,7 @@ def _rule(path: str, node: Any, item: Any, seen: set[str]) -> Rule:
     if not isinstance(sector, str) or not sector:
         raise fail("sector", f"sector must be a non-empty string, got {sector!r}")
     above = item.get("above_scale_only", 0)
-    if above not in (0, 1) or isinstance(above, float):
+    if isinstance(above, bool) or not isinstance(above, int) or above not in (0, 1):
         raise fail("above_scale_only", f"above_scale_only must be 0 or 1, got {above!r}")
 
     def number(field: str) -> float | None:
@@ -140,6 +223,10 @@ def _rule(path: str, node: Any, item: Any, seen: set[str]) -> Rule:
             return None
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise fail(field, f"{field} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise fail(field, f"{field} must be a finite number, got {v!r}")
+        if metric in SHARES and not 0 <= v <= 1:
+            raise fail(field, f"{field} must be between 0 and 1 for {metric} (a share), got {v!r}")
         return float(v)
 
     below, clear, drop = number("below"), number("clear"), number("drop")
@@ -165,10 +252,10 @@ def _rule(path: str, node: Any, item: Any, seen: set[str]) -> Rule:
 
 def load_rules(path: Path) -> list[Rule]:
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise RulesError(f"{path}: cannot read the rules file ({exc.strerror})") from exc
-    return parse_rules(text, str(path))
+    return parse_rules(data, str(path))
 
 
 # ---------------------------------------------------------------------------------------

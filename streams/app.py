@@ -146,14 +146,18 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
     rules = load_rules(settings.rules_path)
+    log.info(
+        "%d alert rules from %s%s",
+        len(rules),
+        settings.rules_path,
+        "" if rules else ": alerting is off",
+    )
     supplier_rules = any(r.metric == "supplier_readiness" for r in rules)
     ent = EnterpriseProcessor(settings, table("enterprises"), supply=supplier_rules)
     dist = DistrictProcessor(settings, table("districts"))
     roll = RollupProcessor(settings, table("rollups"))
     alerts = AlertProcessor(settings, table("alerts"), rules)
     supply = SupplyProcessor(settings, table("supply"), rules)
-    webhooks = Webhooks(settings.webhook_urls, settings.webhook_timeout, settings.webhook_retries)
-    app.task(webhooks.run)
     if metrics is None:
         own = metrics = WorkerMetrics()
 
@@ -161,6 +165,13 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             serve(own.registry, settings.metrics_host, settings.worker_metrics_port, "worker")
 
         app.task(serve_metrics)
+    webhooks = Webhooks(
+        settings.webhook_urls,
+        settings.webhook_timeout,
+        settings.webhook_retries,
+        on_count=metrics.webhook,
+    )
+    app.task(webhooks.run)
 
     guards: list[OffsetGuard] = []
 

@@ -16,6 +16,7 @@ log = logging.getLogger("resumewatch.worker")
 
 BATCH_EVENTS = (1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000)
 BATCH_SECONDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WEBHOOK_OUTCOMES = ("sent", "failed", "dropped")
 
 
 class WorkerMetrics:
@@ -74,6 +75,21 @@ class WorkerMetrics:
             "the next offset to process).",
             r,
         )
+        self.webhook_deliveries = Counter(
+            "resumewatch_worker_webhook_deliveries",
+            "Alert transitions handed to a webhook URL, by outcome: sent (a status below 300), "
+            "failed (every attempt failed), dropped (the URL's queue was full).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(outcome)  # present at 0 before the first one
+        self.webhook_failed_attempts = Counter(
+            "resumewatch_worker_webhook_failed_attempts",
+            "Webhook requests that failed (an error, a timeout or a status of 300 or more); "
+            "each is retried unless it was the last attempt.",
+            registry=r,
+        )
         self.gaps = Counter(
             "resumewatch_worker_skipped_offset_fills",
             "Ranges of offsets the consumer skipped: read from Kafka by the worker itself, or, "
@@ -100,6 +116,13 @@ class WorkerMetrics:
     def transitions(self, states: Iterable[str]) -> None:
         for state in states:
             self.alerts.labels(state).inc()
+
+    def webhook(self, what: str) -> None:
+        """Count one outcome of ``Webhooks`` (the names of its ``stats``)."""
+        if what == "failed_attempts":
+            self.webhook_failed_attempts.inc()
+        elif what in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(what).inc()
 
 
 class LagGauge:

@@ -4,6 +4,7 @@ Each URL has its own bounded queue and sender task, so a slow or dead receiver n
 the agents or the other receivers. A request is retried with exponential backoff; a
 transition that still fails after the configured attempts is counted and logged. If a queue
 is full (a receiver has been down for long), new transitions for it are counted as dropped.
+Each count also goes to ``on_count`` (the worker's Prometheus metrics), if given.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ class Webhooks:
         queue_size: int = 10_000,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        on_count: Callable[[str], None] | None = None,
     ) -> None:
         self.urls = list(urls)
         self.timeout = timeout
@@ -37,7 +39,14 @@ class Webhooks:
         self.queues: dict[str, asyncio.Queue[bytes]] = {
             url: asyncio.Queue(maxsize=queue_size) for url in self.urls
         }
+        # sent, failed and dropped (one of them per alert and URL), and failed_attempts.
         self.stats: Counter[str] = Counter()
+        self.on_count = on_count
+
+    def _count(self, what: str) -> None:
+        self.stats[what] += 1
+        if self.on_count is not None:
+            self.on_count(what)
 
     def submit(self, transitions: Sequence[dict[str, Any]]) -> None:
         """Queue transitions for every URL; never waits."""
@@ -47,7 +56,7 @@ class Webhooks:
                 try:
                     queue.put_nowait(body)
                 except asyncio.QueueFull:
-                    self.stats["dropped"] += 1
+                    self._count("dropped")
                     log.warning(
                         "webhook queue for %s is full; dropped alert %s",
                         url,
@@ -75,14 +84,14 @@ class Webhooks:
                         url, data=body, headers={"Content-Type": "application/json"}
                     ) as resp:
                         if resp.status < 300:
-                            self.stats["sent"] += 1
+                            self._count("sent")
                             break
                         problem = f"HTTP {resp.status}"
                 except (TimeoutError, OSError, Exception) as exc:  # noqa: BLE001
                     problem = f"{type(exc).__name__}: {exc}"
-                self.stats["failed_attempts"] += 1
+                self._count("failed_attempts")
                 if attempt == self.attempts:
-                    self.stats["failed"] += 1
+                    self._count("failed")
                     log.error(
                         "webhook %s failed %d times (%s); giving up on one alert",
                         url,

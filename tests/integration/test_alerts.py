@@ -152,7 +152,7 @@ def test_alert_transitions_are_exact_everywhere(pipeline, tmp_path: Path) -> Non
             assert len(listed) == 1
             firing = orjson.loads(listed[0])
             assert firing["rule"] == "hanyang_low" and firing["district"] == "Hanyang"
-            assert firing["fired_day"] == "2020-02-11" and firing["value"] == 0.25
+            assert firing["day"] == "2020-02-11" and firing["value"] == 0.25
             # 2020-02-12: everyone is back -> resolved.
             for i in range(4):
                 raw = _event(

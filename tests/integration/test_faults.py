@@ -63,12 +63,20 @@ def assert_exact(p: Any, raws: list[bytes], timeout: float = 600) -> None:
     rules = load_rules(p.settings.rules_path)
     want_alerts = expected_firing(want_rows, want_chain, rules)
     p.wait_for(lambda: firing(client) == want_alerts, 120, "the alerts firing")
-    # One row per key through the documented read path.
-    dup = client.execute(
-        "SELECT count() FROM (SELECT alert_id, state, count() AS n FROM alerts FINAL "
-        "GROUP BY alert_id, state HAVING n > 1)"
+    # The transitions are well formed: every resolution resolves an alert that fired, on
+    # that day or later.
+    orphans = client.execute(
+        "SELECT count() FROM alerts FINAL WHERE state = 'resolved' AND alert_id NOT IN "
+        "(SELECT alert_id FROM alerts FINAL WHERE state = 'firing')"
     )[0][0]
-    assert dup == 0
+    assert orphans == 0
+    early = client.execute(
+        "SELECT count() FROM (SELECT alert_id, min(day) AS fired FROM alerts FINAL "
+        "WHERE state = 'firing' GROUP BY alert_id) AS f ANY INNER JOIN (SELECT alert_id, "
+        "max(day) AS resolved FROM alerts FINAL WHERE state = 'resolved' GROUP BY alert_id) "
+        "AS r USING alert_id WHERE resolved < fired"
+    )[0][0]
+    assert early == 0
     client.disconnect()
 
 
