@@ -28,13 +28,19 @@ class PublishResult:
     failed: list[Rejected] = field(default_factory=list)  # valid, but Kafka refused them
 
     def _send(
-        self, send: Callable[..., Any], topic: str, key: bytes, value: bytes, index: int
+        self,
+        send: Callable[..., Any],
+        topic: str,
+        key: bytes,
+        value: bytes,
+        partition: int | None,
+        index: int,
     ) -> None:
         """Send one record; a refusal, now or when Kafka answers, is recorded with its index."""
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         try:
-            future = send(topic, key=key, value=value)
+            future = send(topic, key=key, value=value, partition=partition)
         except KafkaTimeoutError:
             raise
         except KafkaError as exc:  # e.g. larger than the producer's max request size
@@ -100,6 +106,7 @@ class Publisher:
 
         result = PublishResult()
         send = self.producer.send
+        route = self._router()
         for i, item in enumerate(events):
             try:
                 ev = item if not isinstance(item, dict) else from_dict(item)
@@ -107,7 +114,8 @@ class Publisher:
                 result.rejected.append(Rejected(i, str(exc)))
                 continue
             try:
-                result._send(send, self.topic, ev.enterprise_id.encode(), encode(ev), i)
+                key = ev.enterprise_id.encode()
+                result._send(send, self.topic, key, encode(ev), route(key), i)
             except KafkaTimeoutError as exc:
                 raise self._no_metadata(exc) from exc
             if progress is not None:
@@ -129,6 +137,7 @@ class Publisher:
         result = PublishResult()
         seen: set[str] = set()
         send = self.producer.send
+        route = self._router()
         topic = self.topic
         for lineno, line in enumerate(lines, start=1):
             line = line.strip()
@@ -144,13 +153,39 @@ class Publisher:
                 continue
             seen.add(ev.event_id)
             try:
-                result._send(send, topic, ev.enterprise_id.encode(), line, lineno)
+                key = ev.enterprise_id.encode()
+                result._send(send, topic, key, line, route(key), lineno)
             except KafkaTimeoutError as exc:
                 raise self._no_metadata(exc) from exc
             if progress is not None:
                 progress(1)
         self.flush()
         return result
+
+    def _router(self) -> Callable[[bytes], int | None]:
+        """key -> partition, as Kafka's default partitioner (murmur2) picks it, remembered per
+        key: the client's pure-Python hash would otherwise run for every event."""
+        from kafka.errors import KafkaTimeoutError
+        from kafka.partitioner.default import murmur2
+
+        partitions_for = getattr(self.producer, "partitions_for", None)
+        if partitions_for is None:  # an injected producer partitions by itself
+            return lambda key: None
+        try:
+            parts = sorted(partitions_for(self.topic))
+        except KafkaTimeoutError as exc:
+            raise self._no_metadata(exc) from exc
+        known: dict[bytes, int] = {}
+
+        def route(key: bytes) -> int:
+            p = known.get(key)
+            if p is None:
+                if len(known) > 1_000_000:
+                    known.clear()
+                p = known[key] = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+            return p
+
+        return route
 
     def send_raw(self, key: bytes | None, value: bytes) -> None:
         """Send bytes as they are (for tests and replays of dead letters)."""

@@ -26,7 +26,9 @@ class FakeProducer:
         self.max_size = max_size
         self.pending: list[tuple[bytes, FakeFuture]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes) -> FakeFuture:
+    def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> FakeFuture:
         from kafka.errors import MessageSizeTooLargeError
 
         if len(value) > self.max_size:
@@ -128,7 +130,7 @@ def test_a_topic_without_metadata_is_one_clear_error() -> None:
     from producers.publisher import PublishError
 
     class NoTopic(FakeProducer):
-        def send(self, topic: str, key: bytes, value: bytes) -> None:
+        def partitions_for(self, topic: str) -> set[int]:
             raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
 
     pub = Publisher("unused:1", "missing-topic", producer=NoTopic())
@@ -150,3 +152,40 @@ def test_events_kafka_refuses_are_reported_not_counted_as_sent() -> None:
     assert [r.index for r in result.failed] == [2, 3]
     assert result.failed[0].error.startswith("not sent: [Error 10] MessageSizeTooLargeError")
     assert result.failed[1].error.startswith("Kafka refused it: [Error 87] InvalidRecordError")
+
+
+def test_events_go_to_the_partition_kafkas_default_partitioner_picks() -> None:
+    from kafka.partitioner.default import DefaultPartitioner
+
+    class Cluster:
+        def topics(self) -> set[str]:
+            return {"topic"}
+
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return set(range(6))
+
+        def available_partitions_for_topic(self, topic: str) -> set[int]:
+            return set(range(6))
+
+    class Routed(FakeProducer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.partitions: list[int | None] = []
+
+        def partitions_for(self, topic: str) -> set[int]:
+            return set(range(6))
+
+        def send(
+            self, topic: str, key: bytes, value: bytes, partition: int | None = None
+        ) -> FakeFuture:
+            self.partitions.append(partition)
+            return super().send(topic, key, value)
+
+    fake = Routed()
+    lines = [_line(event_id=f"e{i}", enterprise_id=f"E{i % 40}") for i in range(120)]
+    assert Publisher("unused:1", "topic", producer=fake).publish_lines(lines).sent == 120
+    want = [
+        DefaultPartitioner().partition("topic", None, k, None, None, Cluster())
+        for _, k, _ in fake.sent
+    ]
+    assert fake.partitions == want and len(set(want)) > 1
