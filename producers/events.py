@@ -9,16 +9,28 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import orjson
 
 MAX_FUTURE = timedelta(minutes=10)
+# Every timestamp's local day is 1970 or later in any time zone: the day columns can hold it.
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+EARLIEST_REPORT_DATE = date(1970, 1, 1)
+# The zone furthest ahead of UTC: its calendar day is the latest one on Earth at any instant,
+# so a sender in any zone may report on the day it is sending.
+LATEST_ZONE = timezone(timedelta(hours=14))
+# Bounds that keep values in range downstream. Amounts become integer fen summed per scope: a
+# million enterprises at the cap make 1e19 fen, still within orjson's 2**64 - 1. Headcounts
+# and masks go to UInt32 columns.
+MAX_AMOUNT = 100_000_000_000  # CNY
+MAX_HEADCOUNT = 10_000_000
+MAX_MASKS = 4_294_967_295
 ENTERPRISE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-RFC3339_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
-)
+_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?"
+RFC3339_RE = re.compile(_TIMESTAMP + r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+ANY_OFFSET_RE = re.compile(_TIMESTAMP + r"([+-]\d{2}:\d{2})")  # for the rejection message only
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 STATUSES = ("suspended", "filed", "resumed")
 CATEGORIES = (
@@ -109,81 +121,93 @@ AnyEvent = EnterpriseRegistered | StatusChanged | DailyReport | AppealOpened | A
 
 
 # -- field checks: each raises InvalidEvent naming "<type>.<field>" ----------------------
+# (that name is put together only for an error: the worker validates every message)
 def _missing(where: str) -> InvalidEvent:
     return InvalidEvent(f"{where} is required but missing")
 
 
 def _string(
-    d: dict[str, Any], key: str, where: str, lo: int = 1, hi: int = 64, default: str | None = None
+    d: dict[str, Any], t: str, key: str, lo: int = 1, hi: int = 64, default: str | None = None
 ) -> str:
     if key not in d:
         if default is not None:
             return default
-        raise _missing(where)
+        raise _missing(f"{t}.{key}")
     v = d[key]
     if not isinstance(v, str):
-        raise InvalidEvent(f"{where} must be a string, got {_show(v)}")
+        raise InvalidEvent(f"{t}.{key} must be a string, got {_show(v)}")
     if not lo <= len(v) <= hi:
-        raise InvalidEvent(f"{where} must be {lo}-{hi} characters long, got {len(v)}")
+        raise InvalidEvent(f"{t}.{key} must be {lo}-{hi} characters long, got {len(v)}")
+    if lo and v.isspace():  # isspace() stops at the first visible character: cheap
+        raise InvalidEvent(f"{t}.{key} must not be blank, got {_show(v)}")
     return v
 
 
-def _bool(d: dict[str, Any], key: str, where: str, default: bool | None = None) -> bool:
+def _bool(d: dict[str, Any], t: str, key: str, default: bool | None = None) -> bool:
     if key not in d:
         if default is not None:
             return default
-        raise _missing(where)
+        raise _missing(f"{t}.{key}")
     v = d[key]
     if not isinstance(v, bool):
-        raise InvalidEvent(f"{where} must be true or false, got {_show(v)}")
+        raise InvalidEvent(f"{t}.{key} must be true or false, got {_show(v)}")
     return v
 
 
-def _count(d: dict[str, Any], key: str, where: str, optional: bool = False) -> int | None:
+def _count(d: dict[str, Any], t: str, key: str, hi: int, optional: bool = False) -> int | None:
     if key not in d or (optional and d[key] is None):
         if optional:
             return None
-        raise _missing(where)
+        raise _missing(f"{t}.{key}")
     v = d[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise InvalidEvent(f"{where} must be an integer >= 0, got {_show(v)}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+        raise InvalidEvent(f"{t}.{key} must be an integer between 0 and {hi}, got {_show(v)}")
     return v
 
 
-def _amount(d: dict[str, Any], key: str, where: str, optional: bool = False) -> float | None:
+def _amount(d: dict[str, Any], t: str, key: str, optional: bool = False) -> float | None:
     if key not in d or (optional and d[key] is None):
         if optional:
             return None
-        raise _missing(where)
+        raise _missing(f"{t}.{key}")
     v = d[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise InvalidEvent(f"{where} must be a number >= 0, got {_show(v)}")
+    # The chained comparison also rejects NaN and infinities, and compares a huge int exactly
+    # (no OverflowError), so float(v) below cannot overflow.
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_AMOUNT:
+        raise InvalidEvent(f"{t}.{key} must be a number between 0 and {MAX_AMOUNT}, got {_show(v)}")
     return float(v)
 
 
 def _show(v: Any) -> str:
-    text = orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode() if _jsonable(v) else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _jsonable(v: Any) -> bool:
+    if isinstance(v, float) and not math.isfinite(v):
+        return repr(v)  # orjson would write null
     try:
-        orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        return False
-    return True
+        text = orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError, e.g. an int beyond 64 bits
+        try:
+            text = repr(v)
+        except ValueError:  # an int over Python's 4300-digit limit for str()
+            text = (
+                f"an integer of {v.bit_length()} bits" if isinstance(v, int) else type(v).__name__
+            )
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_timestamp(v: Any, where: str) -> datetime:
     if not isinstance(v, str) or not RFC3339_RE.fullmatch(v):
+        bad = ANY_OFFSET_RE.fullmatch(v) if isinstance(v, str) else None
+        if bad:
+            raise InvalidEvent(
+                f"{where} has an invalid UTC offset {bad.group(1)} (hours must be 00-23, "
+                f"minutes 00-59), got {_show(v)}"
+            )
         raise InvalidEvent(
             f"{where} must be an RFC 3339 timestamp with offset like "
             f"2026-02-10T08:30:00+08:00, got {_show(v)}"
         )
-    text = v.replace("z", "Z").replace("t", "T")
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the finer digits
-        text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+    # Python 3.11's fromisoformat takes any date/time separator and truncates digits beyond
+    # microseconds; of RFC 3339's variants only a lower-case "z" needs rewriting.
+    text = v if v[-1] != "z" else v[:-1] + "Z"
     try:
         ts = datetime.fromisoformat(text)
     except ValueError as exc:
@@ -191,16 +215,16 @@ def parse_timestamp(v: Any, where: str) -> datetime:
     return ts
 
 
-def _date(d: dict[str, Any], key: str, where: str) -> date:
+def _date(d: dict[str, Any], t: str, key: str) -> date:
     if key not in d:
-        raise _missing(where)
+        raise _missing(f"{t}.{key}")
     v = d[key]
     if not isinstance(v, str) or not DATE_RE.fullmatch(v):
-        raise InvalidEvent(f"{where} must be a date YYYY-MM-DD, got {_show(v)}")
+        raise InvalidEvent(f"{t}.{key} must be a date YYYY-MM-DD, got {_show(v)}")
     try:
         return date.fromisoformat(v)
     except ValueError as exc:
-        raise InvalidEvent(f"{where} is not a valid date, got {_show(v)}") from exc
+        raise InvalidEvent(f"{t}.{key} is not a valid date, got {_show(v)}") from exc
 
 
 def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
@@ -214,12 +238,13 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
         raise InvalidEvent(f"type must be one of {', '.join(EVENT_TYPES)}, got {_show(etype)}")
     t = str(etype)
     sv = d.get("schema_version", 1)
-    if isinstance(sv, bool) or sv != 1:
+    if type(sv) is not int or sv != 1:  # not 1.0, not true
         raise InvalidEvent(
-            f"{t}.schema_version must be 1 (the only supported version), got {_show(sv)}"
+            f"{t}.schema_version must be the integer 1 (the only supported version), "
+            f"got {_show(sv)}"
         )
-    event_id = _string(d, "event_id", f"{t}.event_id", 1, 128)
-    eid = _string(d, "enterprise_id", f"{t}.enterprise_id", 1, 64)
+    event_id = _string(d, t, "event_id", 1, 128)
+    eid = _string(d, t, "enterprise_id", 1, 64)
     if not ENTERPRISE_ID_RE.fullmatch(eid):
         raise InvalidEvent(
             f"{t}.enterprise_id may only contain letters, digits and . _ : -, got {_show(eid)}"
@@ -233,7 +258,12 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
             f"{t}.occurred_at is more than 10 minutes in the future "
             f"({occurred_at.isoformat()} vs receiver clock {now.isoformat(timespec='seconds')})"
         )
-    source = _string(d, "source", f"{t}.source", 1, 64)
+    if occurred_at.year < 1971 and occurred_at < EARLIEST:  # the year first: 20x cheaper
+        raise InvalidEvent(
+            f"{t}.occurred_at must not be before 1970-01-02T00:00:00Z, "
+            f"got {_show(d['occurred_at'])}"
+        )
+    source = _string(d, t, "source", 1, 64)
     common: dict[str, Any] = {
         "event_id": event_id,
         "enterprise_id": eid,
@@ -255,18 +285,15 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
                 )
         return EnterpriseRegistered(
             **common,
-            name=_string(d, "name", f"{t}.name", 0, 500),
-            province=_string(d, "province", f"{t}.province", 1, 200),
-            city=_string(d, "city", f"{t}.city", 1, 200),
-            district=_string(d, "district", f"{t}.district", 1, 200),
-            sector=_string(d, "sector", f"{t}.sector", 1, 200),
-            above_scale=_bool(d, "above_scale", f"{t}.above_scale"),
-            key_enterprise=_bool(d, "key_enterprise", f"{t}.key_enterprise", default=False),
-            employees=_count(d, "employees", f"{t}.employees") or 0,
-            normal_daily_output_value=_amount(
-                d, "normal_daily_output_value", f"{t}.normal_daily_output_value"
-            )
-            or 0.0,
+            name=_string(d, t, "name", 1, 500),
+            province=_string(d, t, "province", 1, 200),
+            city=_string(d, t, "city", 1, 200),
+            district=_string(d, t, "district", 1, 200),
+            sector=_string(d, t, "sector", 1, 200),
+            above_scale=_bool(d, t, "above_scale"),
+            key_enterprise=_bool(d, t, "key_enterprise", default=False),
+            employees=_count(d, t, "employees", MAX_HEADCOUNT) or 0,
+            normal_daily_output_value=_amount(d, t, "normal_daily_output_value") or 0.0,
             suppliers=tuple(suppliers),
         )
     if t == "status_changed":
@@ -279,16 +306,26 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
             )
         return StatusChanged(**common, status=str(status))
     if t == "daily_report":
+        report_date = _date(d, t, "report_date")
+        # A day before the sender's own calendar day is within UTC+14:00's day whatever the
+        # offset (no offset is a day or more ahead of it): only later ones need converting.
+        if report_date >= occurred_at.date():
+            latest = occurred_at.astimezone(LATEST_ZONE).date()
+            if report_date > latest:
+                raise InvalidEvent(
+                    f"{t}.report_date must not be after the day the report was sent ({latest}, "
+                    f"the latest calendar day on Earth at occurred_at), got {report_date}"
+                )
+        if report_date < EARLIEST_REPORT_DATE:
+            raise InvalidEvent(f"{t}.report_date must not be before 1970-01-01, got {report_date}")
         return DailyReport(
             **common,
-            report_date=_date(d, "report_date", f"{t}.report_date"),
-            staff_on_duty=_count(d, "staff_on_duty", f"{t}.staff_on_duty") or 0,
-            output_value=_amount(d, "output_value", f"{t}.output_value") or 0.0,
-            planned_output_value=_amount(
-                d, "planned_output_value", f"{t}.planned_output_value", optional=True
-            ),
-            masks_in_stock=_count(d, "masks_in_stock", f"{t}.masks_in_stock", optional=True),
-            zero_report=_bool(d, "zero_report", f"{t}.zero_report", default=False),
+            report_date=report_date,
+            staff_on_duty=_count(d, t, "staff_on_duty", MAX_HEADCOUNT) or 0,
+            output_value=_amount(d, t, "output_value") or 0.0,
+            planned_output_value=_amount(d, t, "planned_output_value", optional=True),
+            masks_in_stock=_count(d, t, "masks_in_stock", MAX_MASKS, optional=True),
+            zero_report=_bool(d, t, "zero_report", default=False),
         )
     if t == "appeal_opened":
         category = d.get("category")
@@ -300,11 +337,11 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
             )
         return AppealOpened(
             **common,
-            appeal_id=_string(d, "appeal_id", f"{t}.appeal_id", 1, 64),
+            appeal_id=_string(d, t, "appeal_id", 1, 64),
             category=str(category),
-            summary=_string(d, "summary", f"{t}.summary", 0, 2000, default=""),
+            summary=_string(d, t, "summary", 0, 2000, default=""),
         )
-    return AppealResolved(**common, appeal_id=_string(d, "appeal_id", f"{t}.appeal_id", 1, 64))
+    return AppealResolved(**common, appeal_id=_string(d, t, "appeal_id", 1, 64))
 
 
 def decode(raw: bytes, now: datetime | None = None) -> AnyEvent:

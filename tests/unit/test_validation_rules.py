@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,8 +93,16 @@ def test_good_event_of_each_type(etype: str) -> None:
         ),
         ("status_changed", {"source": ""}, "status_changed.source must be 1-64"),
         ("status_changed", {"source": "s" * 65}, "status_changed.source must be 1-64"),
-        ("status_changed", {"schema_version": 2}, "status_changed.schema_version must be 1"),
-        ("status_changed", {"schema_version": True}, "status_changed.schema_version must be 1"),
+        (
+            "status_changed",
+            {"schema_version": 2},
+            "status_changed.schema_version must be the integer 1",
+        ),
+        (
+            "status_changed",
+            {"schema_version": True},
+            "status_changed.schema_version must be the integer 1",
+        ),
         ("status_changed", {"type": DROP}, "type is required"),
         # enterprise_registered
         ("enterprise_registered", {"province": ""}, "enterprise_registered.province must be"),
@@ -118,22 +127,22 @@ def test_good_event_of_each_type(etype: str) -> None:
         (
             "enterprise_registered",
             {"employees": -1},
-            "enterprise_registered.employees must be an integer >= 0",
+            "enterprise_registered.employees must be an integer between 0 and 10000000",
         ),
         (
             "enterprise_registered",
             {"employees": 2.5},
-            "enterprise_registered.employees must be an integer >= 0",
+            "enterprise_registered.employees must be an integer between 0 and 10000000",
         ),
         (
             "enterprise_registered",
             {"normal_daily_output_value": -0.1},
-            "enterprise_registered.normal_daily_output_value must be a number >= 0",
+            "enterprise_registered.normal_daily_output_value must be a number between 0 and",
         ),
         (
             "enterprise_registered",
             {"normal_daily_output_value": "10"},
-            "enterprise_registered.normal_daily_output_value must be a number >= 0",
+            "enterprise_registered.normal_daily_output_value must be a number between 0 and",
         ),
         (
             "enterprise_registered",
@@ -155,13 +164,13 @@ def test_good_event_of_each_type(etype: str) -> None:
         (
             "daily_report",
             {"staff_on_duty": -3},
-            "daily_report.staff_on_duty must be an integer >= 0, got -3",
+            "daily_report.staff_on_duty must be an integer between 0 and 10000000, got -3",
         ),
         ("daily_report", {"output_value": DROP}, "daily_report.output_value is required"),
         (
             "daily_report",
             {"planned_output_value": -1},
-            "daily_report.planned_output_value must be a number >= 0",
+            "daily_report.planned_output_value must be a number between 0 and",
         ),
         ("daily_report", {"masks_in_stock": 1.5}, "daily_report.masks_in_stock must be an integer"),
         ("daily_report", {"zero_report": "false"}, "daily_report.zero_report must be true or"),
@@ -203,6 +212,206 @@ def test_optional_defaults() -> None:
     assert ev.zero_report is False  # type: ignore[union-attr]
 
 
+HUGE = 10**400  # a Python int: float() of it raises OverflowError
+HUGE_SHOWN = "1" + "0" * 56 + "..."
+LIMIT_BREAKS = [
+    # amounts: integer fen summed over a province must stay within 64 bits
+    (
+        "daily_report",
+        {"output_value": 1e300},
+        "daily_report.output_value must be a number between 0 and 100000000000, got 1e+300",
+    ),
+    (
+        "daily_report",
+        {"planned_output_value": 100_000_000_000.01},
+        "daily_report.planned_output_value must be a number between 0 and 100000000000, "
+        "got 100000000000.01",
+    ),
+    (
+        "enterprise_registered",
+        {"normal_daily_output_value": HUGE},
+        "enterprise_registered.normal_daily_output_value must be a number between 0 and "
+        f"100000000000, got {HUGE_SHOWN}",
+    ),
+    (
+        "daily_report",
+        {"output_value": float("inf")},
+        "daily_report.output_value must be a number between 0 and 100000000000, got inf",
+    ),
+    (
+        "daily_report",
+        {"output_value": float("nan")},
+        "daily_report.output_value must be a number between 0 and 100000000000, got nan",
+    ),
+    # counts: UInt32 columns
+    (
+        "daily_report",
+        {"staff_on_duty": 5_000_000_000},
+        "daily_report.staff_on_duty must be an integer between 0 and 10000000, got 5000000000",
+    ),
+    (
+        "enterprise_registered",
+        {"employees": 10_000_001},
+        "enterprise_registered.employees must be an integer between 0 and 10000000, got 10000001",
+    ),
+    (
+        "enterprise_registered",
+        {"employees": HUGE},
+        "enterprise_registered.employees must be an integer between 0 and 10000000, "
+        f"got {HUGE_SHOWN}",
+    ),
+    (
+        "daily_report",
+        {"masks_in_stock": 4_294_967_296},
+        "daily_report.masks_in_stock must be an integer between 0 and 4294967295, got 4294967296",
+    ),
+    # report_date: not after the day in UTC+14:00 (the latest on Earth) at occurred_at
+    (
+        "daily_report",
+        {"report_date": "2021-06-01"},  # occurred_at 2020-02-10T00:00Z is 14:00 in UTC+14
+        "daily_report.report_date must not be after the day the report was sent (2020-02-10, "
+        "the latest calendar day on Earth at occurred_at), got 2021-06-01",
+    ),
+    (
+        "daily_report",
+        {"occurred_at": "2020-02-10T09:59:59Z", "report_date": "2020-02-11"},
+        "daily_report.report_date must not be after the day the report was sent (2020-02-10, "
+        "the latest calendar day on Earth at occurred_at), got 2020-02-11",
+    ),
+    (
+        "daily_report",  # the sender's own day, but its offset is beyond UTC+14:00
+        {"occurred_at": "2020-02-10T05:00:00+20:00", "report_date": "2020-02-10"},
+        "daily_report.report_date must not be after the day the report was sent (2020-02-09, "
+        "the latest calendar day on Earth at occurred_at), got 2020-02-10",
+    ),
+    (
+        "daily_report",
+        {"report_date": "1969-12-31"},
+        "daily_report.report_date must not be before 1970-01-01, got 1969-12-31",
+    ),
+    # schema_version: the JSON integer 1
+    (
+        "status_changed",
+        {"schema_version": 1.0},
+        "status_changed.schema_version must be the integer 1 (the only supported version), got 1.0",
+    ),
+    # occurred_at: a real UTC offset, and a day the day columns can hold
+    (
+        "status_changed",
+        {"occurred_at": "2020-02-10T08:00:00+14:60"},
+        "status_changed.occurred_at has an invalid UTC offset +14:60 (hours must be 00-23, "
+        'minutes 00-59), got "2020-02-10T08:00:00+14:60"',
+    ),
+    (
+        "status_changed",
+        {"occurred_at": "2020-02-10T08:00:00-24:00"},
+        "status_changed.occurred_at has an invalid UTC offset -24:00 (hours must be 00-23, "
+        'minutes 00-59), got "2020-02-10T08:00:00-24:00"',
+    ),
+    (
+        "status_changed",
+        {"occurred_at": "1970-01-01T23:59:59Z"},
+        "status_changed.occurred_at must not be before 1970-01-02T00:00:00Z, "
+        'got "1970-01-01T23:59:59Z"',
+    ),
+    (
+        "status_changed",  # its local day used to overflow datetime in the worker
+        {"occurred_at": "0001-01-01T00:00:00+14:00"},
+        "status_changed.occurred_at must not be before 1970-01-02T00:00:00Z, "
+        'got "0001-01-01T00:00:00+14:00"',
+    ),
+    # blank strings
+    ("status_changed", {"source": " "}, 'status_changed.source must not be blank, got " "'),
+    ("status_changed", {"event_id": "\t"}, 'status_changed.event_id must not be blank, got "\\t"'),
+    (
+        "enterprise_registered",
+        {"province": "  "},
+        'enterprise_registered.province must not be blank, got "  "',
+    ),
+    (
+        "enterprise_registered",
+        {"city": "\u3000"},  # the ideographic space
+        'enterprise_registered.city must not be blank, got "\u3000"',
+    ),
+    (
+        "enterprise_registered",
+        {"district": " \n"},
+        'enterprise_registered.district must not be blank, got " \\n"',
+    ),
+    (
+        "enterprise_registered",
+        {"sector": " "},
+        'enterprise_registered.sector must not be blank, got " "',
+    ),
+    (
+        "enterprise_registered",
+        {"name": "   "},
+        'enterprise_registered.name must not be blank, got "   "',
+    ),
+    (
+        "enterprise_registered",
+        {"name": ""},
+        "enterprise_registered.name must be 1-500 characters long, got 0",
+    ),
+    ("appeal_opened", {"appeal_id": " "}, 'appeal_opened.appeal_id must not be blank, got " "'),
+    ("appeal_resolved", {"appeal_id": " "}, 'appeal_resolved.appeal_id must not be blank, got " "'),
+]
+
+
+@pytest.mark.parametrize(("etype", "override", "reason"), LIMIT_BREAKS)
+def test_limits_reject_with_the_exact_sentence(
+    etype: str, override: dict[str, Any], reason: str
+) -> None:
+    d = event(etype, **override)
+    with pytest.raises(InvalidEvent) as exc:
+        from_dict(d, NOW)
+    assert str(exc.value) == reason
+    try:
+        raw = orjson.dumps(d)
+    except TypeError:  # beyond JSON's reach (HUGE): only from_dict's callers can pass it
+        return
+    if orjson.loads(raw) == d:  # the worker's path (bytes) says the same
+        with pytest.raises(InvalidEvent) as exc:
+            decode(raw, NOW)
+        assert str(exc.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("etype", "override"),
+    [
+        ("daily_report", {"output_value": 100_000_000_000, "planned_output_value": 1e11}),
+        ("enterprise_registered", {"normal_daily_output_value": 100_000_000_000.0}),
+        ("daily_report", {"staff_on_duty": 10_000_000, "masks_in_stock": 4_294_967_295}),
+        ("enterprise_registered", {"employees": 10_000_000}),
+        # report_date: UTC+14:00's day at occurred_at, from any sender's offset
+        ("daily_report", {"occurred_at": "2020-02-10T10:00:00Z", "report_date": "2020-02-11"}),
+        ("daily_report", {"occurred_at": "2020-02-10T23:59:00+14:00", "report_date": "2020-02-10"}),
+        ("daily_report", {"occurred_at": "2020-02-09T20:00:00-11:00", "report_date": "2020-02-10"}),
+        ("daily_report", {"occurred_at": "2020-02-10T05:00:00+20:00", "report_date": "2020-02-09"}),
+        ("daily_report", {"report_date": "1970-01-01"}),
+        ("status_changed", {"schema_version": 1}),
+        ("status_changed", {"schema_version": DROP}),
+        ("status_changed", {"occurred_at": "2020-02-10T08:00:00+23:59"}),
+        ("status_changed", {"occurred_at": "2020-02-09T08:00:00-23:59"}),
+        ("status_changed", {"occurred_at": "2020-02-10T08:00:00-00:00"}),
+        ("status_changed", {"occurred_at": "1970-01-02T00:00:00Z"}),
+        # visible characters with spaces around them are not blank; summary may be blank
+        ("status_changed", {"source": " portal ", "event_id": " 1"}),
+        (
+            "enterprise_registered",
+            {"name": "x" * 500, "province": "P " * 100, "city": " C", "district": "D\t"},
+        ),
+        ("enterprise_registered", {"sector": "\u3000steel"}),
+        ("appeal_opened", {"appeal_id": "A 1", "summary": "   "}),
+        ("appeal_resolved", {"appeal_id": "\u00a0A"}),
+    ],
+)
+def test_values_at_the_limits_are_accepted(etype: str, override: dict[str, Any]) -> None:
+    d = event(etype, **override)
+    ev = from_dict(d, NOW)
+    assert ev == decode(orjson.dumps(d), NOW)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_and_always_get_a_reason(raw: bytes) -> None:
@@ -221,18 +430,37 @@ json_values = st.recursive(
 )
 
 
+FIELDS = sorted({k for v in GOOD.values() for k in v} | set(COMMON) | {"type"})
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     st.sampled_from(sorted(GOOD)),
-    st.dictionaries(
-        st.sampled_from(sorted({k for v in GOOD.values() for k in v} | set(COMMON) | {"type"})),
-        json_values,
-        max_size=4,
-    ),
+    st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=4),
 )
 def test_arbitrary_field_values_never_crash(etype: str, override: dict[str, Any]) -> None:
     raw = json.dumps(event(etype, **override)).encode()  # stdlib: big ints and Infinity too
     try:
         decode(raw, NOW)
+    except InvalidEvent as exc:
+        assert str(exc)
+
+
+# Python callers of from_dict (gateway, publisher) can pass what JSON bytes cannot.
+python_values = json_values | st.sampled_from(
+    [HUGE, -HUGE, 10**5000, 2**64, float("nan"), float("inf"), float("-inf")]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(sorted(GOOD)),
+    st.dictionaries(st.sampled_from(FIELDS), python_values, min_size=1, max_size=4),
+)
+def test_arbitrary_python_values_never_crash_from_dict(
+    etype: str, override: dict[str, Any]
+) -> None:
+    try:
+        from_dict(event(etype, **override), NOW)
     except InvalidEvent as exc:
         assert str(exc)
