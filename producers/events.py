@@ -127,7 +127,13 @@ def _missing(where: str) -> InvalidEvent:
 
 
 def _string(
-    d: dict[str, Any], t: str, key: str, lo: int = 1, hi: int = 64, default: str | None = None
+    d: dict[str, Any],
+    t: str,
+    key: str,
+    lo: int = 1,
+    hi: int = 64,
+    default: str | None = None,
+    solid: bool = False,
 ) -> str:
     if key not in d:
         if default is not None:
@@ -138,7 +144,7 @@ def _string(
         raise InvalidEvent(f"{t}.{key} must be a string, got {_show(v)}")
     if not lo <= len(v) <= hi:
         raise InvalidEvent(f"{t}.{key} must be {lo}-{hi} characters long, got {len(v)}")
-    if lo and v.isspace():  # isspace() stops at the first visible character: cheap
+    if solid and v.isspace():  # isspace() stops at the first visible character: cheap
         raise InvalidEvent(f"{t}.{key} must not be blank, got {_show(v)}")
     return v
 
@@ -285,11 +291,12 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
                 )
         return EnterpriseRegistered(
             **common,
-            name=_string(d, t, "name", 1, 500),
-            province=_string(d, t, "province", 1, 200),
-            city=_string(d, t, "city", 1, 200),
-            district=_string(d, t, "district", 1, 200),
-            sector=_string(d, t, "sector", 1, 200),
+            name=_string(d, t, "name", 0, 500),
+            # "non-empty" in the contract: a name of spaces names no region or sector either.
+            province=_string(d, t, "province", 1, 200, solid=True),
+            city=_string(d, t, "city", 1, 200, solid=True),
+            district=_string(d, t, "district", 1, 200, solid=True),
+            sector=_string(d, t, "sector", 1, 200, solid=True),
             above_scale=_bool(d, t, "above_scale"),
             key_enterprise=_bool(d, t, "key_enterprise", default=False),
             employees=_count(d, t, "employees", MAX_HEADCOUNT) or 0,

@@ -22,10 +22,13 @@ class Rejected:
 
 @dataclass
 class PublishResult:
-    sent: int = 0  # acknowledged by Kafka
+    sent: int = 0  # acknowledged by Kafka (final once the publish call returned)
     rejected: list[Rejected] = field(default_factory=list)  # invalid: never sent
     duplicates: int = 0
     failed: list[Rejected] = field(default_factory=list)  # valid, but Kafka refused them
+    # Refusals arrive on the client's sender thread: they are only appended there, and the
+    # count of sent events is settled once everything is flushed.
+    _refusals: list[Rejected] = field(default_factory=list, repr=False)
 
     def _send(
         self,
@@ -50,8 +53,13 @@ class PublishResult:
         future.add_errback(self._refused, index)
 
     def _refused(self, index: int, exc: Exception) -> None:
-        self.sent -= 1
-        self.failed.append(Rejected(index, f"Kafka refused it: {exc}"))
+        self._refusals.append(Rejected(index, f"Kafka refused it: {exc}"))
+
+    def _settle(self) -> None:
+        """After the flush: events Kafka refused later were not sent after all."""
+        late, self._refusals = self._refusals, []
+        self.sent -= len(late)
+        self.failed = sorted(self.failed + late, key=lambda r: r.index)
 
 
 class Publisher:
@@ -121,6 +129,7 @@ class Publisher:
             if progress is not None:
                 progress(1)
         self.flush()
+        result._settle()
         return result
 
     def publish_lines(
@@ -160,26 +169,33 @@ class Publisher:
             if progress is not None:
                 progress(1)
         self.flush()
+        result._settle()
         return result
 
     def _router(self) -> Callable[[bytes], int | None]:
         """key -> partition, as Kafka's default partitioner (murmur2) picks it, remembered per
-        key: the client's pure-Python hash would otherwise run for every event."""
-        from kafka.errors import KafkaTimeoutError
+        key: the client's pure-Python hash would otherwise run for every event. The topic's
+        partitions are looked up at the first valid event (input without any sends nothing
+        and needs no metadata)."""
+        from kafka.errors import KafkaError, KafkaTimeoutError
         from kafka.partitioner.default import murmur2
 
         partitions_for = getattr(self.producer, "partitions_for", None)
         if partitions_for is None:  # an injected producer partitions by itself
             return lambda key: None
-        try:
-            parts = sorted(partitions_for(self.topic))
-        except KafkaTimeoutError as exc:
-            raise self._no_metadata(exc) from exc
+        parts: list[int] = []
         known: dict[bytes, int] = {}
 
         def route(key: bytes) -> int:
             p = known.get(key)
             if p is None:
+                if not parts:
+                    try:
+                        parts.extend(sorted(partitions_for(self.topic)))
+                    except KafkaTimeoutError as exc:
+                        raise self._no_metadata(exc) from exc
+                    except KafkaError as exc:  # e.g. not authorized for the topic
+                        raise PublishError(f"Kafka refused topic {self.topic!r}: {exc}") from exc
                 if len(known) > 1_000_000:
                     known.clear()
                 p = known[key] = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]

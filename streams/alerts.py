@@ -223,8 +223,12 @@ def _rule(path: str, node: Any, item: Any, seen: set[str]) -> Rule:
             return None
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise fail(field, f"{field} must be a number, got {v!r}")
-        if not math.isfinite(v):
-            raise fail(field, f"{field} must be a finite number, got {v!r}")
+        try:
+            finite = math.isfinite(v)  # an int too large for a float raises OverflowError
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise fail(field, f"{field} must be a finite number, got {str(v)[:40]}")
         if metric in SHARES and not 0 <= v <= 1:
             raise fail(field, f"{field} must be between 0 and 1 for {metric} (a share), got {v!r}")
         return float(v)

@@ -231,12 +231,14 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         # Straight to the driver (Faust's own buffer sends one message at a time). Derived
         # records first, then, once all are acknowledged, the changelog: a crash in between
         # replays the batch against the old state, which produces the same records again.
+        # Before them all, the table writes that must never be lost once a derived record is
+        # out (the row versions, which only grow).
         send = app.producer.send
-        for phase in (False, True):
+        for phase in (0, 1, 2):
             pending = [
                 await send(r.topic, r.key, r.value, r.partition, None, r.headers)
                 for r in records
-                if r.changelog is phase
+                if (0 if r.early else 2 if r.changelog else 1) == phase
             ]
             if pending:
                 await asyncio.gather(*pending)

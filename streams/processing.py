@@ -69,6 +69,7 @@ class Out:
     partition: int | None = None
     headers: list[tuple[str, bytes]] | None = None
     changelog: bool = False
+    early: bool = False  # a changelog record sent before the batch's derived records
 
 
 # A packed message holds many records of one internal topic partition as a JSON array of
@@ -135,7 +136,9 @@ class TableState:
         raw = self.table.data.get(key)
         return orjson.loads(raw) if raw is not None else None
 
-    def put(self, partition: int, key: bytes, value: Any, out: list[Out]) -> None:
+    def put(
+        self, partition: int, key: bytes, value: Any, out: list[Out], early: bool = False
+    ) -> None:
         # orjson's result keeps the capacity of its output buffer (about 4 KB even for a
         # 60-byte value): a table holding it would need ~50 times the memory. Keep a copy.
         raw = memoryview(orjson.dumps(value)).tobytes()
@@ -145,7 +148,7 @@ class TableState:
         key_partition = getattr(store, "_key_partition", None)
         if key_partition is not None:
             key_partition[key] = partition
-        out.append(Out(self.changelog, key, raw, partition, changelog=True))
+        out.append(Out(self.changelog, key, raw, partition, changelog=True, early=early))
 
     def delete(self, partition: int, key: bytes, out: list[Out]) -> None:
         self.table.data.pop(key, None)
@@ -185,8 +188,9 @@ class _Clocks:
 
 class _Versions:
     """Versions of the region rows a partition emits: the wall clock, but always above the
-    partition's previous one (persisted), so that after the partition moves to a host whose
-    clock is behind, its new rows still supersede the old ones in ClickHouse."""
+    partition's previous one (persisted before the rows are sent), so that after the
+    partition moves to a host whose clock is behind, its new rows still supersede the old
+    ones in ClickHouse."""
 
     def __init__(self, state: TableState) -> None:
         self.state = state
@@ -207,8 +211,9 @@ class _Versions:
         return v
 
     def save(self, out: list[Out]) -> None:
+        # Early: once a row with a version is out, a replay elsewhere must start above it.
         for p, v in self.used.items():
-            self.state.put(p, _version_key(p), v, out)
+            self.state.put(p, _version_key(p), v, out, early=True)
 
 
 class OffsetGuard:

@@ -154,6 +154,10 @@ A = "rules:\n  - name: a\n"
             "rules.yaml line 4: rule a: drop must be a finite",
         ),
         (
+            A + "    metric: resumed\n    below: 1" + "0" * 400 + "\n",
+            "rules.yaml line 4: rule a: below must be a finite number, got 1000",
+        ),
+        (
             A + "    metric: resumption_rate\n    below: 90\n",
             "rules.yaml line 4: rule a: below must be between 0 and 1 for resumption_rate",
         ),

@@ -134,6 +134,9 @@ def test_a_topic_without_metadata_is_one_clear_error() -> None:
             raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
 
     pub = Publisher("unused:1", "missing-topic", producer=NoTopic())
+    # Nothing valid to send: the rejections, without asking Kafka about the topic.
+    result = pub.publish_lines([_line(status="closed"), b"{"])
+    assert [r.index for r in result.rejected] == [1, 2] and result.sent == 0
     with pytest.raises(PublishError, match="no metadata for topic 'missing-topic'.*migrate"):
         pub.publish_lines([_line()])
 

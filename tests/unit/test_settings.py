@@ -8,7 +8,8 @@ from resumewatch.settings import Settings
 
 
 def test_the_bootstrap_follows_the_local_brokers_ports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RESUMEWATCH_KAFKA_BOOTSTRAP", raising=False)
+    for name in ("BOOTSTRAP", "PORT", "BROKERS"):
+        monkeypatch.delenv(f"RESUMEWATCH_KAFKA_{name}", raising=False)
     assert Settings().kafka_bootstrap == "127.0.0.1:19092"
     monkeypatch.setenv("RESUMEWATCH_KAFKA_PORT", "29092")
     assert Settings().kafka_bootstrap == "127.0.0.1:29092"

@@ -320,9 +320,7 @@ LIMIT_BREAKS = [
         "status_changed.occurred_at must not be before 1970-01-02T00:00:00Z, "
         'got "0001-01-01T00:00:00+14:00"',
     ),
-    # blank strings
-    ("status_changed", {"source": " "}, 'status_changed.source must not be blank, got " "'),
-    ("status_changed", {"event_id": "\t"}, 'status_changed.event_id must not be blank, got "\\t"'),
+    # blank region and sector names (the contract's "non-empty")
     (
         "enterprise_registered",
         {"province": "  "},
@@ -343,18 +341,6 @@ LIMIT_BREAKS = [
         {"sector": " "},
         'enterprise_registered.sector must not be blank, got " "',
     ),
-    (
-        "enterprise_registered",
-        {"name": "   "},
-        'enterprise_registered.name must not be blank, got "   "',
-    ),
-    (
-        "enterprise_registered",
-        {"name": ""},
-        "enterprise_registered.name must be 1-500 characters long, got 0",
-    ),
-    ("appeal_opened", {"appeal_id": " "}, 'appeal_opened.appeal_id must not be blank, got " "'),
-    ("appeal_resolved", {"appeal_id": " "}, 'appeal_resolved.appeal_id must not be blank, got " "'),
 ]
 
 
@@ -404,6 +390,11 @@ def test_limits_reject_with_the_exact_sentence(
         ("enterprise_registered", {"sector": "\u3000steel"}),
         ("appeal_opened", {"appeal_id": "A 1", "summary": "   "}),
         ("appeal_resolved", {"appeal_id": "\u00a0A"}),
+        # the contract asks only for a length where it does not say "non-empty"
+        ("status_changed", {"source": " ", "event_id": "\t"}),
+        ("enterprise_registered", {"name": ""}),
+        ("enterprise_registered", {"name": "   "}),
+        ("appeal_opened", {"appeal_id": " "}),
     ],
 )
 def test_values_at_the_limits_are_accepted(etype: str, override: dict[str, Any]) -> None:
