@@ -26,6 +26,7 @@ from faust.types import TP
 
 from resumewatch.settings import Settings
 from streams.alerts import load_rules
+from streams.drain import install as install_drain
 from streams.metrics import WorkerMetrics, serve
 from streams.processing import (
     AlertProcessor,
@@ -95,6 +96,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     """The worker's Faust app. ``metrics`` are served by the caller (``resumewatch worker``
     does it before Faust starts, so /metrics answers during table recovery); without them the
     app serves its own once it runs."""
+    install_drain()
     datadir = settings.state_dir.resolve() / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
