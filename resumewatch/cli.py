@@ -10,6 +10,7 @@ import click
 
 from resumewatch.settings import Settings
 from resumewatch.stack import Stack, StackError
+from sinks.schema import ALERTS
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -423,25 +424,10 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str) -> None:
         click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
-# The fields of an alert transition (CONTRACT §5), in order. In `alerts_firing`, `day` is the
-# day the alert fired (its latest transition is the firing one).
-ALERT_FIELDS = (
-    "alert_id",
-    "rule",
-    "state",
-    "level",
-    "province",
-    "city",
-    "district",
-    "sector",
-    "above_scale_only",
-    "enterprise_id",
-    "day",
-    "metric",
-    "value",
-    "threshold",
-    "at",
-)
+# The fields of an alert transition (CONTRACT §5), in order: the `alerts` table's columns but
+# its row version. In `alerts_firing`, `day` is the day the alert fired (its latest transition
+# is the firing one).
+ALERT_FIELDS = tuple(c for c in ALERTS.column_names if c != "version")
 ALERTS_FIRING_SQL = (
     f"SELECT {', '.join('fired_day AS day' if f == 'day' else f for f in ALERT_FIELDS)} "
     "FROM alerts_firing ORDER BY at DESC, fired_day DESC, alert_id"
