@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,11 @@ class Settings(BaseSettings):
         default="",
         description="Kafka bootstrap servers, comma separated; empty means the local stack's "
         "brokers (127.0.0.1:kafka_port, one address per node of kafka_brokers).",
+    )
+    kafka_compression: Literal["none", "lz4", "gzip", "snappy", "zstd"] = Field(
+        default="lz4",
+        description="Compression of what the worker produces (derived records and table "
+        "changelogs).",
     )
     clickhouse_host: str = Field(default="127.0.0.1", description="ClickHouse host.")
     clickhouse_port: int = Field(default=19000, description="ClickHouse native TCP port.")

@@ -112,7 +112,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=512 * 1024,
-        producer_compression_type="lz4",
+        producer_compression_type=(
+            None if settings.kafka_compression == "none" else settings.kafka_compression
+        ),
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=20_000,

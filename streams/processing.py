@@ -555,9 +555,9 @@ class DistrictProcessor(_Lazy):
     def load(self, parts: list[str], value: Any) -> None:
         agg = self.aggs.setdefault(parts[0], DistrictAgg(parts[0]))
         if len(parts) == 2:
-            agg.replace_segments(parts[1], value[0], value[1])
+            agg.replace_segments(None, value[0], value[1])
         else:
-            agg.replace_report(parts[1], int(parts[2]), value[0], value[1])
+            agg.replace_report(None, int(parts[2]), value[0], value[1])
 
     def loaded(self, p: int) -> None:
         for key, agg in self.aggs.items():
@@ -577,20 +577,22 @@ class DistrictProcessor(_Lazy):
             if agg is None:
                 agg = self.aggs[key] = DistrictAgg(key)
             eid, seq = body["e"], body["q"]
+            # The member's value held so far: the table's copy is the only one.
             if "s" in body:
-                old = agg.members.get(eid)
-                if not agg.replace_segments(eid, seq, body["s"]):
+                skey = f"{key}{KEY_SEP}{eid}".encode()
+                old = self.state.get(skey)
+                if not agg.replace_segments(old, seq, body["s"]):
                     continue  # a stale copy of an older version
                 first = enterprise.segments_changed_from(old[1] if old else None, body["s"])
                 if first is not None:
                     changed[key] = min(changed.get(key, first), first)
-                self.state.put(p, f"{key}{KEY_SEP}{eid}".encode(), [seq, body["s"]], out)
+                self.state.put(p, skey, [seq, body["s"]], out)
                 continue
             day, vec = body["d"], body["r"]
-            if not agg.replace_report(eid, day, seq, vec):
+            skey = f"{key}{KEY_SEP}{eid}{KEY_SEP}{day}".encode()
+            if not agg.replace_report(self.state.get(skey), day, seq, vec):
                 continue
             changed[key] = min(changed.get(key, day), day)
-            skey = f"{key}{KEY_SEP}{eid}{KEY_SEP}{day}".encode()
             if vec is None:
                 self.state.delete(p, skey, out)
             else:

@@ -1,8 +1,10 @@
 """Region aggregates, maintained by replacement so that replays cannot double count.
 
-DistrictAgg keeps, per district, the latest day segments of each member enterprise and its
-latest report of each day, with the daily sums they imply; replacing either subtracts
-exactly what the old one added. RollupAgg keeps, per city or province, the latest row of
+DistrictAgg keeps, per district, the daily sums implied by the latest day segments of each
+member enterprise and its latest report of each day; replacing either subtracts exactly what
+the old one added. The members' values themselves are held by the caller (the district
+table), which passes the old one with each replacement: a second copy here would double the
+worker's memory per enterprise. RollupAgg keeps, per city or province, the latest row of
 each child district and their sums. Everything is integer arithmetic, so subtract-then-add is exact.
 """
 
@@ -14,15 +16,12 @@ from typing import Any
 from streams.core import CARRIED, REPORTED, WIDTH, RegionRow, scopes
 
 Vec = list[int]
+Held = tuple[Any, Any] | list[Any]  # [seq, value] of a member, as the table holds it
 
 
 class DistrictAgg:
     def __init__(self, key: str) -> None:
         self.key = key
-        # eid -> (seq, segments): the member's carried values (kept when empty: the version)
-        self.members: dict[str, tuple[int, list[list[Any]]]] = {}
-        # (eid, day) -> (seq, [sector, above, staff, employees, output_fen, capacity_fen])
-        self.reports: dict[tuple[str, int], tuple[int, list[Any]]] = {}
         # scope -> day -> deltas of the carried values (a difference array over days)
         self.carried: dict[str, dict[int, Vec]] = {}
         # scope -> day -> sums of the reported values of that day
@@ -36,31 +35,26 @@ class DistrictAgg:
         # after a restart, so everything is sent once more then (idempotent downstream).
         self.sent: dict[tuple[str, int], tuple[int, ...]] = {}
 
-    def replace_segments(self, eid: str, seq: int, segs: list[list[Any]]) -> bool:
-        """Make ``segs`` the member's segments; False if ``seq`` is older than held."""
-        old = self.members.get(eid)
-        if old is not None and old[0] > seq:
-            return False
+    def replace_segments(self, old: Held | None, seq: Any, segs: list[list[Any]]) -> bool:
+        """Make ``segs`` a member's segments in place of ``old`` (its [seq, segments] held
+        so far, kept when empty: the version); False if ``seq`` is older than held."""
         if old is not None:
+            if old[0] > seq:
+                return False
             self._segments(old[1], -1)
         self._segments(segs, 1)
-        self.members[eid] = (seq, segs)
         return True
 
-    def replace_report(self, eid: str, day: int, seq: int, vec: list[Any] | None) -> bool:
-        """Make ``vec`` (None: no report) the member's report for ``day``; False if ``seq``
-        is older than held."""
-        k = (eid, day)
-        old = self.reports.get(k)
+    def replace_report(self, old: Held | None, day: int, seq: Any, vec: list[Any] | None) -> bool:
+        """Make ``vec`` (None: no report) a member's report for ``day`` in place of ``old``
+        (its [seq, [sector, above, staff, employees, output_fen, capacity_fen]] held so far);
+        False if ``seq`` is older than held."""
         if old is not None:
             if old[0] > seq:
                 return False
             self._report(day, old[1], -1)
-        if vec is None:
-            self.reports.pop(k, None)
-        else:
+        if vec is not None:
             self._report(day, vec, 1)
-            self.reports[k] = (seq, vec)
         return True
 
     def _segments(self, segs: list[list[Any]], sign: int) -> None:

@@ -275,14 +275,16 @@ def test_a_stale_contribution_never_overwrites_a_newer_one() -> None:
     from streams.regions import DistrictAgg
 
     agg = DistrictAgg("district\x1fP\x1fC\x1fD")
-    assert agg.replace_segments("A", 5, [[737000, None, "steel", 0, 2, 0, 0]])
-    assert not agg.replace_segments("A", 4, [[737000, None, "steel", 0, 0, 0, 0]])
-    assert agg.replace_report("A", 737000, 5, ["steel", 0, 7, 10, 500, 1000])
-    assert not agg.replace_report("A", 737000, 4, ["steel", 0, 1, 10, 100, 1000])
+    segs = [[737000, None, "steel", 0, 2, 0, 0]]
+    assert agg.replace_segments(None, 5, segs)
+    assert not agg.replace_segments([5, segs], 4, [[737000, None, "steel", 0, 0, 0, 0]])
+    rep = ["steel", 0, 7, 10, 500, 1000]
+    assert agg.replace_report(None, 737000, 5, rep)
+    assert not agg.replace_report([5, rep], 737000, 4, ["steel", 0, 1, 10, 100, 1000])
     rows = list(agg.rows(737000, 737000))
     assert {r.scope: r.v[:4] for r in rows} == {"steel\x1f0": (1, 0, 0, 1), "*\x1f0": (1, 0, 0, 1)}
     assert {r.v[6:8] for r in rows} == {(1, 7)}
-    assert agg.replace_report("A", 737000, 6, None)  # the report moved elsewhere
+    assert agg.replace_report([5, rep], 737000, 6, None)  # the report moved elsewhere
     assert {r.v[6:8] for r in agg.rows(737000, 737000)} == {(0, 0)}
 
 
