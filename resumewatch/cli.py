@@ -157,6 +157,7 @@ def worker(ctx: click.Context, loglevel: str) -> None:
             self.spinner = None
 
     _tune_gc()
+    _limit_malloc_arenas()
     # Served from its own thread before Faust starts: it answers during table recovery too.
     serve(metrics.registry, s.metrics_host, s.worker_metrics_port, "worker")
     QuietWorker(app, loglevel=loglevel).execute_from_commandline()
@@ -182,6 +183,24 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 50, 100)
+
+
+def _limit_malloc_arenas() -> None:
+    """glibc gives threads their own malloc arenas (up to eight per core), and memory freed
+    in one arena is not reused by another: with the Kafka client's thread, the worker's peak
+    RSS was about 15 % higher. Two arenas are enough for a process that runs Python code on
+    one thread at a time. Must run before those threads start."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX; other C libraries lack mallopt or ignore it
+    except (OSError, AttributeError):
+        pass
 
 
 # -- publishing ---------------------------------------------------------------------------

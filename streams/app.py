@@ -41,6 +41,10 @@ from streams.processing import (
 from streams.webhooks import Webhooks
 
 log = logging.getLogger("resumewatch.worker")
+# Messages of an internal topic are packed (up to 256 KB each): a stage that falls behind
+# would otherwise buffer Faust's default 20,000 of them (gigabytes) and take thousands per
+# batch. This many per stream buffer and per batch holds the fetcher back instead.
+PACKED_BUFFER = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,19 @@ def merge(events: list[Any], more: list[Any]) -> list[Any]:
         m = event.message
         seen.setdefault((m.topic, m.partition, m.offset), event)
     return [seen[k] for k in sorted(seen)]
+
+
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Keys and values stay the bytes Kafka delivered. Faust's own decode runs both through
+    its serializer registry for every message, to the same result."""
+
+    def compile(self, app: Any, **_: Any) -> Any:
+        create_event = app.create_event
+
+        async def decode(message: Any, *, propagate: bool = False) -> Any:
+            return create_event(message.key, message.value, message.headers, message)
+
+        return decode
 
 
 class QuietMonitor(Monitor):
@@ -121,7 +138,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         table_standby_replicas=0,
         key_serializer="raw",
         value_serializer="raw",
-        consumer_max_fetch_size=4 * 1024 * 1024,
+        consumer_max_fetch_size=1024 * 1024,
         monitor=QuietMonitor(),
     )
 
@@ -129,12 +146,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         if internal:
             return app.topic(
                 name,
-                key_serializer="raw",
-                value_serializer="raw",
                 partitions=settings.partitions,
                 internal=True,
+                maxsize=PACKED_BUFFER,
+                schema=RawSchema(),
             )
-        return app.topic(name, key_serializer="raw", value_serializer="raw")
+        return app.topic(name, schema=RawSchema())
 
     source = topic(settings.input_topic)
     contributions = topic(settings.contributions_topic, internal=True)
@@ -307,14 +324,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 await faust_consumer._add_gap(TP(topic, partition), start, end - 1)
         return got
 
-    def agent(channel: Any, name: str, processor: Any) -> None:
+    def agent(channel: Any, name: str, processor: Any, batch_max: int) -> None:
         guard = OffsetGuard(processor.state, channel.get_topic_name())
         guards.append(guard)
 
         async def run(stream: Any) -> None:
-            async for events in stream.take_events(
-                settings.batch_max, within=settings.batch_seconds
-            ):
+            async for events in stream.take_events(batch_max, within=settings.batch_seconds):
                 started = time.perf_counter()
                 try:
                     for _ in range(100):
@@ -368,11 +383,11 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
         app.agent(channel, name=name)(run)
 
-    agent(source, "enterprise_agent", ent)
-    agent(contributions, "district_agent", dist)
-    agent(rollup, "rollup_agent", roll)
-    agent(region_rows, "alert_agent", alerts)
-    agent(supply_topic, "supply_agent", supply)
+    agent(source, "enterprise_agent", ent, settings.batch_max)
+    agent(contributions, "district_agent", dist, PACKED_BUFFER)
+    agent(rollup, "rollup_agent", roll, PACKED_BUFFER)
+    agent(region_rows, "alert_agent", alerts, PACKED_BUFFER)
+    agent(supply_topic, "supply_agent", supply, PACKED_BUFFER)
     return app
 
 

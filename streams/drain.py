@@ -6,7 +6,8 @@ Faust's fetcher loop passes every message to the conductor through
 matters only when the callback can block: while flow control is suspended (a rebalance), while
 the conductor's index is being rebuilt, or when a subscribing stream's buffer is full. In every
 other case the callback completes without yielding to the event loop, so this loop awaits it
-directly, and takes Faust's wait otherwise. Offsets, gaps and commits are handled as Faust
+directly, and takes Faust's wait otherwise. A stream whose buffer is full is left to take half
+of it before more is handed over. Offsets, gaps and commits are handled as Faust
 does (faust-streaming 0.11, ``Consumer._drain_messages``).
 """
 
@@ -62,11 +63,14 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                 if every is not None and self._n_acked >= every:
                     self._n_acked = 0
                     await self.commit()
+                channels = channels_of(tp, ())
+                if not suspend.is_set() and any(chan.queue.full() for chan in channels):
+                    await _until_half_empty(channels, suspend)
                 if (
                     not suspend.is_set()
                     and flow_active()
                     and not index_lock.locked()
-                    and not any(chan.queue.full() for chan in channels_of(tp, ()))
+                    and not any(chan.queue.full() for chan in channels)
                 ):
                     await callback(message)  # cannot block: no task needed
                 else:
@@ -91,3 +95,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
 
 
 setattr(_drain_messages, _INSTALLED, True)
+
+
+async def _until_half_empty(channels: Any, suspend: asyncio.Event) -> None:
+    """A stream's buffer is full (its agent is behind): wait until it has taken half of it.
+    Handing over a message each time the agent frees one slot would wake this loop, and
+    pay Faust's wait, for every message."""
+    while not suspend.is_set() and any(
+        chan.queue.qsize() > chan.queue.maxsize // 2 for chan in channels
+    ):
+        await asyncio.sleep(0.002)
