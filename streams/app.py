@@ -38,6 +38,7 @@ from streams.processing import (
     SupplyProcessor,
     commit_hole,
 )
+from streams.store import attach as attach_store
 from streams.webhooks import Webhooks
 
 log = logging.getLogger("resumewatch.worker")
@@ -164,7 +165,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     # Keys and values are bytes (orjson) through the app-wide raw serializers.
     def table(name: str) -> Any:
-        return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        t = app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        attach_store(t)
+        return t
 
     rules = load_rules(settings.rules_path)
     log.info(

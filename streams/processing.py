@@ -144,10 +144,10 @@ class TableState:
         raw = memoryview(orjson.dumps(value)).tobytes()
         store = self.table.data
         store[key] = raw
-        # Lets the memory store drop the key when the partition moves to another worker.
-        key_partition = getattr(store, "_key_partition", None)
-        if key_partition is not None:
-            key_partition[key] = partition
+        # Lets the store drop the key when the partition moves to another worker.
+        place = getattr(store, "place", None)
+        if place is not None:
+            place(key, partition)
         out.append(Out(self.changelog, key, raw, partition, changelog=True, early=early))
 
     def delete(self, partition: int, key: bytes, out: list[Out]) -> None:

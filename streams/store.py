@@ -1,0 +1,76 @@
+"""The tables' store: Faust's in-memory store, with the partitions of keys remembered per
+group instead of per key.
+
+Faust's memory store remembers the partition of every key, to drop the keys of partitions
+that moved to another worker: a second dict as large as the table. The agents' keys come
+in groups that always share a partition (an enterprise and its report days; a district and
+its members; a region and its rows): the part of the key before the first KEY_SEP. One entry
+per group is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from faust.stores import memory
+
+SEP = b"\x1e"  # streams.processing.KEY_SEP
+
+
+def group_of(key: bytes) -> bytes:
+    i = key.find(SEP)
+    return key if i < 0 else key[:i]
+
+
+class GroupedStore(memory.Store[bytes, bytes]):
+    """``memory://`` with ``groups`` (group -> partition) in place of a partition per key."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.groups: dict[bytes, int] = {}
+
+    def place(self, key: bytes, partition: int) -> None:
+        """``key`` was written to ``partition`` of the changelog."""
+        self.groups[group_of(key)] = partition
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[Any],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        data = self.data
+        for event in batch:
+            key = to_key(event.key)
+            self.place(key, event.message.partition)
+            if event.message.value is None:
+                data.pop(key, None)
+            else:
+                data[key] = to_value(event.value)
+
+    async def on_recovery_completed(self, active_tps: set[Any], standby_tps: set[Any]) -> None:
+        partitions = {tp.partition for tp in active_tps}
+        gone = {g for g, p in self.groups.items() if p not in partitions}
+        if not gone:
+            return
+        for key in [k for k in self.data if group_of(k) in gone]:
+            del self.data[key]
+        for g in gone:
+            del self.groups[g]
+
+
+def attach(table: Any) -> None:
+    """Give ``table`` a GroupedStore (before anything reads or writes it)."""
+    table._data = GroupedStore(
+        "memory://",
+        table.app,
+        table,
+        table_name=table.name,
+        key_type=table.key_type,
+        key_serializer=table.key_serializer,
+        value_serializer=table.value_serializer,
+        value_type=table.value_type,
+        loop=table.loop,
+        options=table.options,
+    )
