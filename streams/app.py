@@ -25,6 +25,7 @@ from faust.sensors.monitor import Monitor
 from faust.types import TP
 
 from resumewatch.settings import Settings
+from streams import store
 from streams.alerts import load_rules
 from streams.drain import install as install_drain
 from streams.metrics import WorkerMetrics, serve
@@ -38,7 +39,6 @@ from streams.processing import (
     SupplyProcessor,
     commit_hole,
 )
-from streams.store import attach as attach_store
 from streams.webhooks import Webhooks
 
 log = logging.getLogger("resumewatch.worker")
@@ -115,12 +115,13 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     does it before Faust starts, so /metrics answers during table recovery); without them the
     app serves its own once it runs."""
     install_drain()
+    store.register()
     datadir = settings.state_dir.resolve() / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
-        store="memory://",
+        store=store.URL,
         # Faust keeps a small data directory even with the memory store; not in the cwd.
         datadir=str(datadir),
         topic_partitions=settings.partitions,
@@ -165,9 +166,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     # Keys and values are bytes (orjson) through the app-wide raw serializers.
     def table(name: str) -> Any:
-        t = app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
-        attach_store(t)
-        return t
+        return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
     rules = load_rules(settings.rules_path)
     log.info(

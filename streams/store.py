@@ -5,7 +5,7 @@ Faust's memory store remembers the partition of every key, to drop the keys of p
 that moved to another worker: a second dict as large as the table. The agents' keys come
 in groups that always share a partition (an enterprise and its report days; a district and
 its members; a region and its rows): the part of the key before the first KEY_SEP. One entry
-per group is enough.
+per group is enough. ``register()`` makes it Faust's ``grouped://`` store.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from faust.stores import memory
+from faust.stores import STORES, memory
 
-SEP = b"\x1e"  # streams.processing.KEY_SEP
+from streams.processing import KEY_SEP
+
+SEP = KEY_SEP.encode()
+URL = "grouped://"
 
 
 def group_of(key: bytes) -> bytes:
@@ -60,17 +63,6 @@ class GroupedStore(memory.Store[bytes, bytes]):
             del self.groups[g]
 
 
-def attach(table: Any) -> None:
-    """Give ``table`` a GroupedStore (before anything reads or writes it)."""
-    table._data = GroupedStore(
-        "memory://",
-        table.app,
-        table,
-        table_name=table.name,
-        key_type=table.key_type,
-        key_serializer=table.key_serializer,
-        value_serializer=table.value_serializer,
-        value_type=table.value_type,
-        loop=table.loop,
-        options=table.options,
-    )
+def register() -> None:
+    """Let Faust build a GroupedStore for tables whose store is ``URL``."""
+    STORES.aliases.setdefault(URL.split(":")[0], f"{__name__}:GroupedStore")

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import faust
 from faust.types import TP
 
-from streams.store import GroupedStore, attach, group_of
+from streams.store import URL, GroupedStore, group_of, register
 
 
 def _store(tmp_path) -> GroupedStore:  # type: ignore[no-untyped-def]
-    app = faust.App("store-test", store="memory://", datadir=str(tmp_path))
+    register()
+    app = faust.App("store-test", store=URL, datadir=str(tmp_path))
     table = app.Table("t", partitions=4, key_type=bytes, value_type=bytes)
-    attach(table)
     store = table.data
     assert isinstance(store, GroupedStore)
     return store
