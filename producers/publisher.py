@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from producers.events import AnyEvent, InvalidEvent, decode, encode, from_dict
+
+# Progress is reported in steps of this many events: a progress bar's update costs about as
+# much as validating an event.
+PROGRESS_EVERY = 1000
+# NDJSON lines go to the validating processes in chunks of this many.
+CHUNK_LINES = 2000
+
+# Per line: (event_id, enterprise_id) of a valid event, or why it is invalid.
+Checked = tuple[str, str] | str
 
 
 class PublishError(RuntimeError):
@@ -115,6 +127,7 @@ class Publisher:
         result = PublishResult()
         send = self.producer.send
         route = self._router()
+        shown = 0
         for i, item in enumerate(events):
             try:
                 ev = item if not isinstance(item, dict) else from_dict(item)
@@ -126,8 +139,12 @@ class Publisher:
                 result._send(send, self.topic, key, encode(ev), route(key), i)
             except KafkaTimeoutError as exc:
                 raise self._no_metadata(exc) from exc
-            if progress is not None:
-                progress(1)
+            shown += 1
+            if shown == PROGRESS_EVERY and progress is not None:
+                progress(shown)
+                shown = 0
+        if shown and progress is not None:
+            progress(shown)
         self.flush()
         result._settle()
         return result
@@ -137,37 +154,43 @@ class Publisher:
         lines: Iterable[bytes],
         progress: Callable[[int], None] | None = None,
         now: datetime | None = None,
+        jobs: int = 0,
     ) -> PublishResult:
         """Publish NDJSON lines: each is validated and, if valid, sent as the original bytes
         (so unknown extra fields reach the raw record). Rejections carry 1-based line numbers;
-        an event_id seen earlier in the same input is counted as a duplicate and not sent."""
+        an event_id seen earlier in the same input is counted as a duplicate and not sent.
+
+        With ``jobs`` > 0, that many helper processes validate the lines while this one
+        sends; the order of the lines is kept."""
         from kafka.errors import KafkaTimeoutError
 
         result = PublishResult()
         seen: set[str] = set()
+        shown = 0
         send = self.producer.send
         route = self._router()
         topic = self.topic
-        for lineno, line in enumerate(lines, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                ev = decode(line, now)
-            except InvalidEvent as exc:
-                result.rejected.append(Rejected(lineno, str(exc)))
-                continue
-            if ev.event_id in seen:
-                result.duplicates += 1
-                continue
-            seen.add(ev.event_id)
-            try:
-                key = ev.enterprise_id.encode()
-                result._send(send, topic, key, line, route(key), lineno)
-            except KafkaTimeoutError as exc:
-                raise self._no_metadata(exc) from exc
-            if progress is not None:
-                progress(1)
+        for numbers, chunk, checked in _checked(_chunks(lines), now, jobs):
+            for lineno, line, c in zip(numbers, chunk, checked, strict=True):
+                if isinstance(c, str):
+                    result.rejected.append(Rejected(lineno, c))
+                    continue
+                event_id, eid = c
+                if event_id in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(event_id)
+                try:
+                    key = eid.encode()
+                    result._send(send, topic, key, line, route(key), lineno)
+                except KafkaTimeoutError as exc:
+                    raise self._no_metadata(exc) from exc
+                shown += 1
+                if shown == PROGRESS_EVERY and progress is not None:
+                    progress(shown)
+                    shown = 0
+        if shown and progress is not None:
+            progress(shown)
         self.flush()
         result._settle()
         return result
@@ -223,3 +246,63 @@ class Publisher:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def check_lines(lines: list[bytes], now: datetime | None) -> list[Checked]:
+    """Validate NDJSON lines (in a helper process of ``publish_lines``, or in this one)."""
+    out: list[Checked] = []
+    for line in lines:
+        try:
+            ev = decode(line, now)
+        except InvalidEvent as exc:
+            out.append(str(exc))
+        else:
+            out.append((ev.event_id, ev.enterprise_id))
+    return out
+
+
+def _chunks(lines: Iterable[bytes]) -> Iterator[tuple[list[int], list[bytes]]]:
+    """The non-blank lines, stripped, with their 1-based numbers, in chunks."""
+    numbers: list[int] = []
+    chunk: list[bytes] = []
+    for lineno, line in enumerate(lines, start=1):
+        line = line.strip()
+        if line:
+            numbers.append(lineno)
+            chunk.append(line)
+            if len(chunk) == CHUNK_LINES:
+                yield numbers, chunk
+                numbers, chunk = [], []
+    if chunk:
+        yield numbers, chunk
+
+
+def _checked(
+    chunks: Iterator[tuple[list[int], list[bytes]]], now: datetime | None, jobs: int
+) -> Iterator[tuple[list[int], list[bytes], list[Checked]]]:
+    """Each chunk with its validation, in order. The first chunk is validated here: input
+    that fits in it starts no process."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    yield *first, check_lines(first[1], now)
+    if jobs <= 0:
+        for numbers, chunk in chunks:
+            yield numbers, chunk, check_lines(chunk, now)
+        return
+    # spawn: the publishing process runs the Kafka client's threads, which fork would copy
+    # in whatever state they are.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[tuple[list[int], list[bytes], Future[list[Checked]]]] = deque()
+    try:
+        for numbers, chunk in chunks:
+            pending.append((numbers, chunk, pool.submit(check_lines, chunk, now)))
+            # A few chunks ahead per process, so the input is read only as fast as it is sent.
+            if len(pending) > 2 * jobs + 1:
+                numbers, chunk, checked = pending.popleft()
+                yield numbers, chunk, checked.result()
+        while pending:
+            numbers, chunk, checked = pending.popleft()
+            yield numbers, chunk, checked.result()
+    finally:
+        pool.shutdown(cancel_futures=True)

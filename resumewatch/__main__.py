@@ -1,3 +1,5 @@
 from resumewatch.cli import main
 
-main()
+# Guarded: the processes that validate for `resumewatch publish` import this module again.
+if __name__ == "__main__":
+    main()

@@ -309,8 +309,15 @@ def _progress(quiet: bool) -> Any:
 
 @main.command()
 @click.argument("file", type=click.File("rb"), default="-")
+@click.option(
+    "--jobs",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Processes that validate lines while this one sends (0: validate here).  "
+    "[default: RESUMEWATCH_PUBLISH_JOBS, 1]",
+)
 @click.pass_context
-def publish(ctx: click.Context, file: Any) -> None:
+def publish(ctx: click.Context, file: Any, jobs: int | None) -> None:
     """Validate and publish NDJSON events (one per line) from FILE, or '-' for stdin.
 
     Invalid lines are not sent; the summary lists them with line numbers and reasons, and so
@@ -323,7 +330,11 @@ def publish(ctx: click.Context, file: Any) -> None:
     try:
         with Publisher(s.kafka_bootstrap, s.input_topic) as pub, _progress(False) as bar:
             task = bar.add_task(f"publishing to {s.input_topic}", total=None)
-            result = pub.publish_lines(file, progress=lambda n: bar.advance(task, n))
+            result = pub.publish_lines(
+                file,
+                progress=lambda n: bar.advance(task, n),
+                jobs=s.publish_jobs if jobs is None else jobs,
+            )
     except PublishError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

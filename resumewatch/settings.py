@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         default=31, description="How many days behind the newest event day an event may amend."
     )
 
+    # --- publishing --------------------------------------------------------------------
+    publish_jobs: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Helper processes that validate NDJSON for `resumewatch publish` while "
+        "the main one sends; 0 validates in the sending process.",
+    )
+
     # --- HTTP gateway ------------------------------------------------------------------
     gateway_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway binds.")
     gateway_port: int = Field(default=18080, description="Port of the HTTP gateway.")

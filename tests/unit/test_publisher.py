@@ -4,7 +4,7 @@ from typing import Any
 
 import orjson
 
-from producers.publisher import Publisher
+from producers.publisher import CHUNK_LINES, PROGRESS_EVERY, Publisher
 from producers.simulator import SimConfig, Summary, simulate, stream
 
 
@@ -84,6 +84,37 @@ def test_publish_lines_validates_counts_and_keeps_original_bytes() -> None:
     assert fake.sent[0] == ("topic", b"E1", lines[0])  # unknown fields reach Kafka as sent
     assert fake.sent[1][1] == b"E2"
     assert fake.flushed == 1
+
+
+def test_publish_lines_in_helper_processes_keeps_order_numbers_and_duplicates() -> None:
+    # Several chunks: the first is validated in this process, the others by the helpers.
+    lines: list[bytes] = []
+    for i in range(2 * CHUNK_LINES + 500):
+        if i % 1000 == 7:
+            lines.append(b"")
+        elif i % 1000 == 9:
+            lines.append(_line(event_id=f"e{i}", status="closed"))
+        elif i % 1000 == 11:
+            lines.append(_line(event_id="e0"))  # a duplicate of the first line
+        else:
+            lines.append(_line(event_id=f"e{i}", enterprise_id=f"E{i % 13}"))
+    results = []
+    for jobs in (0, 2):
+        fake = FakeProducer()
+        steps: list[int] = []
+        result = Publisher("unused:1", "topic", producer=fake).publish_lines(
+            iter(lines), progress=steps.append, jobs=jobs
+        )
+        assert sum(steps) == result.sent == len(fake.sent)
+        assert max(steps) == PROGRESS_EVERY
+        results.append((result.sent, result.duplicates, result.rejected, fake.sent))
+    assert results[0] == results[1]
+    sent, duplicates, rejected, records = results[0]
+    assert duplicates == 5 and sent == len(lines) - 5 - 5 - 5
+    assert [r.index for r in rejected] == [i + 1 for i in range(len(lines)) if i % 1000 == 9]
+    assert [value for _, _, value in records] == [
+        line for i, line in enumerate(lines) if line and i % 1000 not in (9, 11)
+    ]
 
 
 def test_publish_returns_invalid_events_unsent() -> None:
