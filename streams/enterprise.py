@@ -32,12 +32,23 @@ P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KE
 def new_state() -> dict[str, Any]:
     # prof: profile rows; st: [ts_us, event_id, day, status]; ap: appeal_id -> [open_ts,
     # open_day, category, res_ts, res_day]; seq: changes so far, a monotonic version;
-    # districts: district keys last sent segments to. Reports are kept apart, one per day
-    # (``apply_report``), so that a report does not rewrite the rest.
+    # districts: district keys last sent segments to; r: day (as text) -> report row
+    # (``apply_report``), for the days an event may still amend (``keep_reports``).
     # Re-applying an event changes nothing without a list of seen event ids: a profile or
     # status row carries its event id, a report is replaced only by a later one, and an
     # appeal keeps its earliest times.
-    return {"prof": [], "st": [], "ap": {}, "seq": 0, "districts": []}
+    return {"prof": [], "st": [], "ap": {}, "seq": 0, "districts": [], "r": {}}
+
+
+def keep_reports(state: dict[str, Any], changed: dict[int, list[Any]], oldest: int) -> None:
+    """Store the ``changed`` report rows, and forget those of days before ``oldest``: an
+    event about such a day is too late, so nothing reads them again. One key per
+    enterprise, whatever the number of report days, and no more days than the grace."""
+    reports = state["r"]
+    for day, rep in changed.items():
+        reports[str(day)] = rep
+    for day in [d for d in reports if int(d) < oldest]:
+        del reports[day]
 
 
 def _ts_us(ev: AnyEvent) -> int:

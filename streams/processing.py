@@ -44,11 +44,6 @@ KEY_SEP = "\x1e"  # joins the parts of a table key (region names never contain i
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
 
 
-def _report_key(eid: str, day: int) -> bytes:
-    # Enterprise ids never contain KEY_SEP: no clash with the enterprise's own key.
-    return f"{eid}{KEY_SEP}{day}".encode()
-
-
 def _clock_key(partition: int) -> bytes:
     return CLOCK + str(partition).encode()
 
@@ -354,7 +349,7 @@ class EnterpriseProcessor:
     def _report(self, eid: str, day: int, entry: _Touched) -> list[Any] | None:
         """The enterprise's report for ``day``: changed in this batch, or as stored."""
         rep = entry.reports.get(day)
-        return rep if rep is not None else self.state.get(_report_key(eid, day))
+        return rep if rep is not None else entry.state["r"].get(str(day))
 
     def _derive(self, eid: str, entry: _Touched, newest: int, out: list[Out]) -> None:
         """The contributions (and rows) of what changed in an enterprise during a batch."""
@@ -438,6 +433,7 @@ class EnterpriseProcessor:
             entry = touched.get(ev.enterprise_id)
             if entry is None:
                 st = self.state.get(ev.enterprise_id.encode()) or enterprise.new_state()
+                st.setdefault("r", {})  # a state saved before reports were part of it
                 entry = touched[ev.enterprise_id] = _Touched(p, st)
             clocks.advance(p, day)
             # Re-sent also for a duplicate: rows keyed by event id replace.
@@ -483,11 +479,11 @@ class EnterpriseProcessor:
         for eid, entry in touched.items():
             if not (entry.segments or entry.reports):
                 continue
-            self._derive(eid, entry, clocks.get(entry.partition), out)
-            for day, rep in entry.reports.items():
-                self.state.put(entry.partition, _report_key(eid, day), rep, out)
-            if entry.segments:
-                self.state.put(entry.partition, eid.encode(), entry.state, out)
+            newest = clocks.get(entry.partition)
+            self._derive(eid, entry, newest, out)
+            if entry.reports:
+                enterprise.keep_reports(entry.state, entry.reports, newest - self.s.grace_days)
+            self.state.put(entry.partition, eid.encode(), entry.state, out)
         clocks.save(out)
         for p in clocks.advanced:
             clock = {
@@ -554,10 +550,11 @@ class DistrictProcessor(_Lazy):
 
     def load(self, parts: list[str], value: Any) -> None:
         agg = self.aggs.setdefault(parts[0], DistrictAgg(parts[0]))
-        if len(parts) == 2:
-            agg.replace_segments(None, value[0], value[1])
-        else:
-            agg.replace_report(None, int(parts[2]), value[0], value[1])
+        segments, reports = value
+        if segments is not None:
+            agg.replace_segments(None, segments[0], segments[1])
+        for day, held in reports.items():
+            agg.replace_report(None, int(day), held[0], held[1])
 
     def loaded(self, p: int) -> None:
         for key, agg in self.aggs.items():
@@ -568,6 +565,10 @@ class DistrictProcessor(_Lazy):
         out: list[Out] = []
         clocks = _Clocks(self.state)
         changed: dict[str, int] = {}  # district -> first day to emit
+        # A member's value: [[seq, segments] or None, {day: [version, report]}], one key per
+        # district and enterprise; the table's copy is the only one. Written once a batch.
+        members: dict[bytes, tuple[int, list[Any]]] = {}
+        dirty: set[bytes] = set()
         for p, key, body in unpack(events):
             self.ensure(p)
             if "tick" in body:
@@ -577,26 +578,37 @@ class DistrictProcessor(_Lazy):
             if agg is None:
                 agg = self.aggs[key] = DistrictAgg(key)
             eid, seq = body["e"], body["q"]
-            # The member's value held so far: the table's copy is the only one.
+            skey = f"{key}{KEY_SEP}{eid}".encode()
+            held = members.get(skey)
+            if held is None:
+                held = members[skey] = (p, self.state.get(skey) or [None, {}])
+            member = held[1]
             if "s" in body:
-                skey = f"{key}{KEY_SEP}{eid}".encode()
-                old = self.state.get(skey)
+                old = member[0]
                 if not agg.replace_segments(old, seq, body["s"]):
                     continue  # a stale copy of an older version
                 first = enterprise.segments_changed_from(old[1] if old else None, body["s"])
                 if first is not None:
                     changed[key] = min(changed.get(key, first), first)
-                self.state.put(p, skey, [seq, body["s"]], out)
+                member[0] = [seq, body["s"]]
+                dirty.add(skey)
                 continue
             day, vec = body["d"], body["r"]
-            skey = f"{key}{KEY_SEP}{eid}{KEY_SEP}{day}".encode()
-            if not agg.replace_report(self.state.get(skey), day, seq, vec):
+            reports = member[1]
+            if not agg.replace_report(reports.get(str(day)), day, seq, vec):
                 continue
             changed[key] = min(changed.get(key, day), day)
             if vec is None:
+                reports.pop(str(day), None)
+            else:
+                reports[str(day)] = [seq, vec]
+            dirty.add(skey)
+        for skey in dirty:
+            p, member = members[skey]
+            if member[0] is None and not member[1]:
                 self.state.delete(p, skey, out)
             else:
-                self.state.put(p, skey, [seq, vec], out)
+                self.state.put(p, skey, member, out)
         for p, before in clocks.advanced.items():
             for key in self.aggs:
                 if stable_partition(key, self.partitions) == p:

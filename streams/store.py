@@ -3,9 +3,9 @@ group instead of per key.
 
 Faust's memory store remembers the partition of every key, to drop the keys of partitions
 that moved to another worker: a second dict as large as the table. The agents' keys come
-in groups that always share a partition (an enterprise and its report days; a district and
-its members; a region and its rows): the part of the key before the first KEY_SEP. One entry
-per group is enough. ``register()`` makes it Faust's ``grouped://`` store.
+in groups that always share a partition (a district and its members; a region and its
+rows): the part of the key before the first KEY_SEP. One entry per group is enough.
+``register()`` makes it Faust's ``grouped://`` store.
 """
 
 from __future__ import annotations

@@ -271,6 +271,30 @@ def test_reports_corrections_and_appeals() -> None:
     assert h.rows[("2020-02-12", *d1)]["appeal_resolution_rate"] == 0.5
 
 
+def test_reports_are_kept_for_the_grace_days_only_in_the_enterprise_key() -> None:
+    from datetime import date, timedelta
+
+    grace = 3
+    first = date(2020, 2, 10)
+    raws = [_reg("A", "2020-02-10T09:00:00+08:00"), _reg("B", "2020-02-10T09:00:00+08:00")]
+    for i in range(8):
+        day = (first + timedelta(days=i)).isoformat()
+        raws += [_report(e, f"{day}T20:00:00+08:00", day, 5, 50.0) for e in ("A", "B")]
+    h = Harness(settings=Settings(partitions=3, grace_days=grace))
+    h.feed(_keyed(raws), batch=3)
+    assert h.table() == expected_rows(raws)
+    keys = sorted(k for k in h.ent_table.data if not k.startswith(b"\x00"))
+    assert keys == [b"A", b"B"]  # report days live in the enterprise's own key
+    newest = (first + timedelta(days=7)).toordinal()
+    for key in keys:
+        state = orjson.loads(h.ent_table.data[key])
+        assert sorted(int(d) for d in state["r"]) == list(range(newest - grace, newest + 1))
+    # A correction within the grace still replaces the report it corrects.
+    fix = _report("A", "2020-02-18T08:00:00+08:00", "2020-02-15", 9, 90.0)
+    h.feed(_keyed([fix]))
+    assert h.table() == expected_rows([*raws, fix])
+
+
 def test_a_stale_contribution_never_overwrites_a_newer_one() -> None:
     from streams.regions import DistrictAgg
 
