@@ -47,7 +47,9 @@ def keep_reports(state: dict[str, Any], changed: dict[int, list[Any]], oldest: i
     reports = state["r"]
     for day, rep in changed.items():
         reports[str(day)] = rep
-    for day in [d for d in reports if int(d) < oldest]:
+    # Compared as text: every day from 1970 to 2738 has six digits.
+    cut = str(oldest)
+    for day in [d for d in reports if d < cut]:
         del reports[day]
 
 
