@@ -158,9 +158,19 @@ class Settings(BaseSettings):
     batch_seconds: float = Field(
         default=0.2, description="Max seconds a worker batch waits to fill up."
     )
-    sink_batch_max: int = Field(default=50000, description="Max rows per ClickHouse insert.")
+    sink_batch_max: int = Field(
+        default=50000,
+        description="Max rows the sink holds: reaching it writes every table at once.",
+    )
     sink_batch_seconds: float = Field(
-        default=0.5, description="Max seconds the sink waits to fill a ClickHouse insert."
+        default=0.5,
+        description="Max seconds rows of region_metrics and alerts wait for their "
+        "ClickHouse insert.",
+    )
+    sink_bulk_seconds: float = Field(
+        default=5.0,
+        description="Max seconds rows of the other tables (events, enterprise rows, dead "
+        "letters) wait, for larger and fewer ClickHouse inserts.",
     )
 
     # --- observability and the dashboard ------------------------------------------------

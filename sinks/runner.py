@@ -32,6 +32,9 @@ from sinks.writer import (
 from streams.metrics import serve
 
 log = logging.getLogger("resumewatch.sink")
+# Tables written every RESUMEWATCH_SINK_BATCH_SECONDS; the others every
+# RESUMEWATCH_SINK_BULK_SECONDS, in larger inserts.
+FAST_TABLES = frozenset({"region_metrics", "alerts"})
 
 
 def clickhouse_client(settings: Settings, database: str | None = None) -> Any:
@@ -106,7 +109,6 @@ class SinkRunner:
 
     async def _run(self, max_seconds: float | None) -> None:
         from aiokafka import AIOKafkaConsumer
-        from aiokafka.errors import CommitFailedError
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -125,49 +127,92 @@ class SinkRunner:
         await consumer.start()
         serve(self.metrics.registry, self.s.metrics_host, self.s.sink_metrics_port, "sink")
         batcher = Batcher(self.sink)
-        positions: dict[tuple[str, int], int] = {}  # next offset per partition, once read
+        positions: dict[Any, int] = {}  # next offset per partition, once read
         started = time.monotonic()
+        cap = self.s.sink_batch_max
         try:
-            while not self.stopping:
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
-                    break
-                deadline = time.monotonic() + self.s.sink_batch_seconds
-                while len(batcher) < self.s.sink_batch_max and not self.stopping:
-                    left = deadline - time.monotonic()
+            while True:
+                ending = self.stopping or (
+                    max_seconds is not None and time.monotonic() - started > max_seconds
+                )
+                while not ending and len(batcher) < cap:
+                    left = self._next_due(batcher) - time.monotonic()
                     if left <= 0:
                         break
                     polled = await consumer.getmany(
-                        timeout_ms=max(1, int(left * 1000)),
-                        max_records=self.s.sink_batch_max - len(batcher),
+                        timeout_ms=max(1, int(left * 1000)), max_records=cap - len(batcher)
                     )
                     for tp, records in polled.items():
                         self.metrics.messages.labels(tp.topic).inc(len(records))
                         for record in records:
+                            batcher.source(tp, record.offset)
                             route(batcher, self.s, record)
                         if records:
-                            positions[(tp.topic, tp.partition)] = records[-1].offset + 1
-                if len(batcher):
+                            positions[tp] = records[-1].offset + 1
+                    ending = self.stopping
+                due = self._due(batcher, everything=ending or len(batcher) >= cap)
+                if due:
                     t_insert = time.perf_counter()
-                    written = await loop.run_in_executor(None, self._write_with_retry, batcher)
+                    written = await loop.run_in_executor(None, self._write_with_retry, batcher, due)
                     self.metrics.inserted(written, time.perf_counter() - t_insert)
-                    try:
-                        await consumer.commit()
-                    except CommitFailedError as exc:
-                        # A rebalance moved the partitions: the new owner re-inserts the same
-                        # rows with the same versions, which FINAL folds into one.
-                        log.warning("offset commit after insert failed (%s)", exc)
+                    await self._commit(consumer, batcher, positions)
                 self._measure_lag(consumer, positions)
+                if ending:
+                    break
         finally:
             await consumer.stop()
 
-    def _measure_lag(self, consumer: Any, positions: dict[tuple[str, int], int]) -> None:
+    def _groups(self, batcher: Batcher) -> list[tuple[list[str], float]]:
+        """The pending tables in two groups, each with how long its rows may wait: the
+        region rows and alerts (what coordinators watch), and the rest (written in larger,
+        rarer inserts; each group's tables are written together, so the enterprise tables
+        agree with each other)."""
+        fast = [t for t in batcher.since if t in FAST_TABLES]
+        bulk = [t for t in batcher.since if t not in FAST_TABLES]
+        return [(fast, self.s.sink_batch_seconds), (bulk, self.s.sink_bulk_seconds)]
+
+    def _next_due(self, batcher: Batcher) -> float:
+        """When the next group of tables is due (at the latest a fast wait from now, to
+        look at the lag and at stop requests)."""
+        wake = time.monotonic() + self.s.sink_batch_seconds
+        for tables, wait in self._groups(batcher):
+            oldest = batcher.oldest(tables)
+            if oldest is not None:
+                wake = min(wake, oldest + wait)
+        return wake
+
+    def _due(self, batcher: Batcher, everything: bool) -> list[str]:
+        now = time.monotonic()
+        due: list[str] = []
+        for tables, wait in self._groups(batcher):
+            oldest = batcher.oldest(tables)
+            if oldest is not None and (everything or now - oldest >= wait):
+                due += tables
+        return due
+
+    async def _commit(self, consumer: Any, batcher: Batcher, positions: dict[Any, int]) -> None:
+        """Commit what ClickHouse holds: offsets past the rows still pending stay."""
+        from aiokafka.errors import CommitFailedError, IllegalStateError
+
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in batcher.committable(positions).items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance moved the partitions: the new owner re-inserts the same rows with
+            # the same versions, which FINAL folds into one.
+            log.warning("offset commit after insert failed (%s)", exc)
+
+    def _measure_lag(self, consumer: Any, positions: dict[Any, int]) -> None:
         """Lag of the assigned partitions the sink has read from (a partition not read yet
         has no position of its own to compare with)."""
         lags = {}
         try:
             for tp in consumer.assignment():
                 high = consumer.highwater(tp)
-                at = positions.get((tp.topic, tp.partition))
+                at = positions.get(tp)
                 if high is not None and at is not None:
                     lags[(tp.topic, tp.partition)] = max(0, high - at)
         except Exception as exc:  # noqa: BLE001 - a rebalance in between: measure next time
@@ -175,11 +220,11 @@ class SinkRunner:
             return
         self.metrics.lag.set(lags)
 
-    def _write_with_retry(self, batcher: Batcher) -> dict[str, int]:
+    def _write_with_retry(self, batcher: Batcher, tables: list[str]) -> dict[str, int]:
         delay = 0.5
         while True:
             try:
-                written = batcher.flush()
+                written = batcher.flush(tables)
                 log.info("inserted %s", written)
                 return written
             except Exception as exc:  # noqa: BLE001 - ClickHouse down: retry, keep the batch

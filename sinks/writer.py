@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -36,39 +37,83 @@ class Sink(Protocol):
 
 class Batcher:
     """Collects rows per table and writes each table's rows in one insert; retractions are
-    applied after the inserts of the same batch."""
+    applied after the inserts of the same flush.
 
-    def __init__(self, sink: Sink) -> None:
+    It also remembers, per table, when its oldest pending row came and the first source
+    offset (per partition) of its pending rows: a partition's offsets are safe to commit
+    only below that."""
+
+    def __init__(self, sink: Sink, clock: Callable[[], float] = time.monotonic) -> None:
         self.sink = sink
+        self.clock = clock
         self.pending: dict[str, tuple[Sequence[str], list[tuple[Any, ...]]]] = {}
         self.retractions: dict[str, tuple[Sequence[str], list[Retraction]]] = {}
+        self.since: dict[str, float] = {}  # table -> when its oldest pending row came
+        self.sources: dict[str, dict[Any, int]] = {}  # table -> partition -> first offset
+        self._source: tuple[Any, int] | None = None
+
+    def source(self, partition: Any, offset: int) -> None:
+        """The rows added from now on come from this source message."""
+        self._source = (partition, offset)
+
+    def _note(self, table: str) -> None:
+        if table not in self.since:
+            self.since[table] = self.clock()
+        if self._source is not None:
+            self.sources.setdefault(table, {}).setdefault(*self._source)
 
     def add(self, table: str, columns: Sequence[str], row: tuple[Any, ...]) -> None:
         self.pending.setdefault(table, (columns, []))[1].append(row)
+        self._note(table)
 
     def retract(
         self, table: str, key: Sequence[str], values: tuple[Any, ...], version: int
     ) -> None:
         self.retractions.setdefault(table, (key, []))[1].append((values, version))
+        self._note(table)
 
     def __len__(self) -> int:
         return sum(len(rows) for _, rows in self.pending.values()) + sum(
             len(items) for _, items in self.retractions.values()
         )
 
-    def flush(self) -> dict[str, int]:
+    def oldest(self, tables: Iterable[str] | None = None) -> float | None:
+        """When the oldest pending row of ``tables`` (default: all) came, or None."""
+        times = [t for name, t in self.since.items() if tables is None or name in tables]
+        return min(times) if times else None
+
+    def flush(self, tables: Iterable[str] | None = None) -> dict[str, int]:
+        """Write the pending rows of ``tables`` (default: all), one insert per table."""
+        wanted = None if tables is None else set(tables)
+        names = [t for t in self.since if wanted is None or t in wanted]  # in arrival order
         written = {}
-        for table, (columns, rows) in self.pending.items():
+        # Each table's rows are dropped once written: a failed flush, retried, writes the rest.
+        for table in names:
+            columns, rows = self.pending.get(table, ((), []))
             if rows:
                 self.sink.write(table, columns, rows)
                 written[table] = len(rows)
-        for table, (key, items) in self.retractions.items():
+            self.pending.pop(table, None)
+        for table in names:
+            key, items = self.retractions.get(table, ((), []))
             if items:
                 self.sink.retract(table, key, items)
                 written[f"{table} retractions"] = len(items)
-        self.pending.clear()
-        self.retractions.clear()
+            self.retractions.pop(table, None)
+        for table in names:
+            del self.since[table]
+            self.sources.pop(table, None)
         return written
+
+    def committable(self, positions: dict[Any, int]) -> dict[Any, int]:
+        """The offsets to commit: each partition's next position, held back to the first
+        source message whose rows are still pending."""
+        out = dict(positions)
+        for firsts in self.sources.values():
+            for partition, offset in firsts.items():
+                if partition in out:
+                    out[partition] = min(out[partition], offset)
+        return out
 
 
 class MemorySink:

@@ -205,6 +205,7 @@ def pipeline(base_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., 
             "partitions": partitions,
             "batch_seconds": 0.1,
             "sink_batch_seconds": 0.2,
+            "sink_bulk_seconds": 0.5,
             # Several workers run at once: /metrics only where a test asks for it.
             "worker_metrics_port": 0,
             "sink_metrics_port": 0,

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import orjson
+import pytest
 
 from sinks.writer import (
     DEAD_LETTER_COLUMNS,
@@ -140,3 +142,45 @@ def test_retractions_go_to_the_shards_tables_on_a_sharded_cluster() -> None:
     assert sharded.sql[0].startswith(
         "ALTER TABLE rw.region_metrics_local ON CLUSTER prod DELETE WHERE (district = "
     )
+
+
+def test_batcher_flushes_groups_of_tables_and_commits_below_pending_rows() -> None:
+    class Flaky(MemorySink):
+        fail: set[str] = set()
+
+        def write(self, table: str, columns: Any, rows: list[tuple[Any, ...]]) -> None:
+            if table in self.fail:
+                raise ConnectionError("ClickHouse is down")
+            super().write(table, columns, rows)
+
+    sink = Flaky()
+    now = [100.0]
+    b = Batcher(sink, clock=lambda: now[0])
+    cols = ("a",)
+    b.source("p0", 10)
+    b.add("events", cols, (1,))
+    b.add("region_metrics", cols, (2,))
+    now[0] = 101.0
+    b.source("p0", 11)
+    b.add("events", cols, (3,))
+    b.source("p1", 5)
+    b.add("region_metrics", cols, (4,))
+    assert b.oldest() == 100.0 and b.oldest(["region_metrics"]) == 100.0
+    positions = {"p0": 12, "p1": 6, "p2": 40}
+    assert b.committable(positions) == {"p0": 10, "p1": 5, "p2": 40}
+
+    assert b.flush(["region_metrics"]) == {"region_metrics": 2}
+    # The events of p0 from offset 10 are still pending: p0 stays there; p1 moves on.
+    assert b.committable(positions) == {"p0": 10, "p1": 6, "p2": 40}
+    assert b.oldest(["region_metrics"]) is None and b.oldest() == 100.0
+
+    b.add("dead_letters", cols, (5,))
+    sink.fail = {"dead_letters"}
+    with pytest.raises(ConnectionError):
+        b.flush()
+    # What was written is not written again; what failed is kept for the retry.
+    assert sink.inserts == [2, 2] and len(b) == 1
+    assert b.committable(positions)["p1"] == 5  # dead_letters came from p1 at offset 5
+    sink.fail = set()
+    assert b.flush() == {"dead_letters": 1}
+    assert b.committable(positions) == positions and len(b) == 0
