@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import orjson
+from aiokafka.abc import ConsumerRebalanceListener
 
 from resumewatch.settings import Settings
 from sinks.metrics import SinkMetrics
@@ -91,6 +92,21 @@ def route(batcher: Batcher, settings: Settings, record: Any) -> None:
         )
 
 
+class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forgets the positions of partitions that move away: should one come back, the
+    position read before must not be committed over what another sink committed since."""
+
+    def __init__(self, positions: dict[Any, int]) -> None:
+        self.positions = positions
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.positions.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
+
+
 class SinkRunner:
     """Consumes the pipeline's output topics with aiokafka (group-managed, so several sinks
     share the partitions) and writes ClickHouse inserts from a worker thread, keeping the
@@ -113,8 +129,8 @@ class SinkRunner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
+        positions: dict[Any, int] = {}  # next offset per partition, once read
         consumer = AIOKafkaConsumer(
-            *self.s.sink_topics,
             bootstrap_servers=self.s.kafka_bootstrap.split(","),
             group_id=self.s.sink_group,
             enable_auto_commit=False,
@@ -124,10 +140,10 @@ class SinkRunner:
             max_partition_fetch_bytes=8 * 1024 * 1024,
             metadata_max_age_ms=5_000,
         )
+        consumer.subscribe(list(self.s.sink_topics), listener=_ForgetRevoked(positions))
         await consumer.start()
         serve(self.metrics.registry, self.s.metrics_host, self.s.sink_metrics_port, "sink")
         batcher = Batcher(self.sink)
-        positions: dict[Any, int] = {}  # next offset per partition, once read
         started = time.monotonic()
         cap = self.s.sink_batch_max
         try:
@@ -186,7 +202,8 @@ class SinkRunner:
         due: list[str] = []
         for tables, wait in self._groups(batcher):
             oldest = batcher.oldest(tables)
-            if oldest is not None and (everything or now - oldest >= wait):
+            # The same sum as in _next_due: due exactly when that said so.
+            if oldest is not None and (everything or oldest + wait <= now):
                 due += tables
         return due
 
