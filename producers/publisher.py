@@ -122,32 +122,18 @@ class Publisher:
     ) -> PublishResult:
         """Validate and send; invalid events are returned with their reasons, never sent, and
         events Kafka refused (too large, say) in ``failed``."""
-        from kafka.errors import KafkaTimeoutError
-
         result = PublishResult()
-        send = self.producer.send
-        route = self._router()
-        shown = 0
-        for i, item in enumerate(events):
-            try:
-                ev = item if not isinstance(item, dict) else from_dict(item)
-            except InvalidEvent as exc:
-                result.rejected.append(Rejected(i, str(exc)))
-                continue
-            try:
-                key = ev.enterprise_id.encode()
-                result._send(send, self.topic, key, encode(ev), route(key), i)
-            except KafkaTimeoutError as exc:
-                raise self._no_metadata(exc) from exc
-            shown += 1
-            if shown == PROGRESS_EVERY and progress is not None:
-                progress(shown)
-                shown = 0
-        if shown and progress is not None:
-            progress(shown)
-        self.flush()
-        result._settle()
-        return result
+
+        def valid() -> Iterator[tuple[bytes, bytes, int]]:
+            for i, item in enumerate(events):
+                try:
+                    ev = item if not isinstance(item, dict) else from_dict(item)
+                except InvalidEvent as exc:
+                    result.rejected.append(Rejected(i, str(exc)))
+                    continue
+                yield ev.enterprise_id.encode(), encode(ev), i
+
+        return self._send_all(result, valid(), progress)
 
     def publish_lines(
         self,
@@ -162,33 +148,46 @@ class Publisher:
 
         With ``jobs`` > 0, that many helper processes validate the lines while this one
         sends; the order of the lines is kept."""
-        from kafka.errors import KafkaTimeoutError
-
         result = PublishResult()
         seen: set[str] = set()
-        shown = 0
+
+        def valid() -> Iterator[tuple[bytes, bytes, int]]:
+            for numbers, chunk, checked in _checked(_chunks(lines), now, jobs):
+                for lineno, line, c in zip(numbers, chunk, checked, strict=True):
+                    if isinstance(c, str):
+                        result.rejected.append(Rejected(lineno, c))
+                        continue
+                    event_id, eid = c
+                    if event_id in seen:
+                        result.duplicates += 1
+                        continue
+                    seen.add(event_id)
+                    yield eid.encode(), line, lineno
+
+        return self._send_all(result, valid(), progress)
+
+    def _send_all(
+        self,
+        result: PublishResult,
+        records: Iterable[tuple[bytes, bytes, int]],
+        progress: Callable[[int], None] | None,
+    ) -> PublishResult:
+        """Send (key, value, index) records, report progress, flush and settle ``result``."""
+        from kafka.errors import KafkaTimeoutError
+
         send = self.producer.send
         route = self._router()
         topic = self.topic
-        for numbers, chunk, checked in _checked(_chunks(lines), now, jobs):
-            for lineno, line, c in zip(numbers, chunk, checked, strict=True):
-                if isinstance(c, str):
-                    result.rejected.append(Rejected(lineno, c))
-                    continue
-                event_id, eid = c
-                if event_id in seen:
-                    result.duplicates += 1
-                    continue
-                seen.add(event_id)
-                try:
-                    key = eid.encode()
-                    result._send(send, topic, key, line, route(key), lineno)
-                except KafkaTimeoutError as exc:
-                    raise self._no_metadata(exc) from exc
-                shown += 1
-                if shown == PROGRESS_EVERY and progress is not None:
-                    progress(shown)
-                    shown = 0
+        shown = 0
+        for key, value, index in records:
+            try:
+                result._send(send, topic, key, value, route(key), index)
+            except KafkaTimeoutError as exc:
+                raise self._no_metadata(exc) from exc
+            shown += 1
+            if shown == PROGRESS_EVERY and progress is not None:
+                progress(shown)
+                shown = 0
         if shown and progress is not None:
             progress(shown)
         self.flush()
