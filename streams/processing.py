@@ -346,7 +346,7 @@ class EnterpriseProcessor:
         # ``pack`` routes it to the district's partition.
         out.append(Out(self.s.contributions_topic, district.encode(), orjson.dumps(body)))
 
-    def _report(self, eid: str, day: int, entry: _Touched) -> list[Any] | None:
+    def _report(self, day: int, entry: _Touched) -> list[Any] | None:
         """The enterprise's report for ``day``: changed in this batch, or as stored."""
         rep = entry.reports.get(day)
         return rep if rep is not None else entry.state["r"].get(str(day))
@@ -379,7 +379,7 @@ class EnterpriseProcessor:
             days.update(range(entry.prof_from, newest + 1))
         prof = st["prof"]
         for day in sorted(days):
-            rep = self._report(eid, day, entry)
+            rep = self._report(day, entry)
             if rep is None:
                 continue
             version = [seq, rep[0]]
@@ -452,7 +452,7 @@ class EnterpriseProcessor:
             }
             out.append(Out(rows, ekey, orjson.dumps(accepted)))
             if isinstance(ev, DailyReport):
-                rep = enterprise.apply_report(self._report(ev.enterprise_id, day, entry), ev)
+                rep = enterprise.apply_report(self._report(day, entry), ev)
                 if rep is None:
                     self.tally["duplicates"] += 1
                 else:
