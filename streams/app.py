@@ -25,7 +25,7 @@ from faust.sensors.monitor import Monitor
 from faust.types import TP
 
 from resumewatch.settings import Settings
-from streams import store
+from streams import lz4, store
 from streams.alerts import load_rules
 from streams.drain import install as install_drain
 from streams.metrics import WorkerMetrics, serve
@@ -115,6 +115,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     does it before Faust starts, so /metrics answers during table recovery); without them the
     app serves its own once it runs."""
     install_drain()
+    lz4.install()
     store.register()
     datadir = settings.state_dir.resolve() / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
