@@ -25,7 +25,7 @@ from faust.sensors.monitor import Monitor
 from faust.types import TP
 
 from resumewatch.settings import Settings
-from streams import lz4, store
+from streams import lz4, produce, store
 from streams.alerts import load_rules
 from streams.drain import install as install_drain
 from streams.metrics import WorkerMetrics, serve
@@ -252,18 +252,17 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     app.on_partitions_assigned.connect(forget_aggregates)
 
     async def send_all(records: list[Out]) -> None:
-        # Straight to the driver (Faust's own buffer sends one message at a time). Derived
-        # records first, then, once all are acknowledged, the changelog: a crash in between
-        # replays the batch against the old state, which produces the same records again.
-        # Before them all, the table writes that must never be lost once a derived record is
-        # out (the row versions, which only grow).
-        send = app.producer.send
+        # Straight to the Kafka client, in record batches (``produce``). Derived records
+        # first, then, once all are acknowledged, the changelog: a crash in between replays
+        # the batch against the old state, which produces the same records again. Before
+        # them all, the table writes that must never be lost once a derived record is out
+        # (the row versions, which only grow).
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
         for phase in (0, 1, 2):
-            pending = [
-                await send(r.topic, r.key, r.value, r.partition, None, r.headers)
-                for r in records
-                if (0 if r.early else 2 if r.changelog else 1) == phase
-            ]
+            pending = await produce.submit(
+                producer,
+                [r for r in records if (0 if r.early else 2 if r.changelog else 1) == phase],
+            )
             if pending:
                 await asyncio.gather(*pending)
 
