@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 log = logging.getLogger("resumewatch.schema")
@@ -22,7 +23,7 @@ class Table:
     columns: tuple[tuple[str, str], ...]
     engine: str
 
-    @property
+    @cached_property  # read for every row the sink writes
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 

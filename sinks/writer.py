@@ -182,7 +182,7 @@ def region_record(d: dict[str, Any]) -> tuple[tuple[Any, ...], int | None]:
     d["day"] = date.fromisoformat(d["day"])
     if d.get("deleted"):
         return tuple(d[c] for c in REGION_KEY), d["version"]
-    d["updated_at"] = datetime.fromtimestamp(d["version"] / 1e9, UTC).replace(tzinfo=None)
+    d["updated_at"] = d["version"] // 1_000_000_000  # Unix seconds (see enterprise_row)
     return tuple(d[c] for c in REGION_COLUMNS), None
 
 
@@ -198,7 +198,7 @@ def dead_letter_row(
     h = {k: v.decode(errors="replace") for k, v in headers}
     received = datetime.fromisoformat(h.get("received_at", datetime.now(UTC).isoformat()))
     return (
-        received.astimezone(UTC).replace(tzinfo=None),
+        int(received.timestamp()),
         h.get("reason", "unknown"),
         value or b"",
         key or b"",
@@ -215,30 +215,23 @@ def _day(ordinal: int) -> date:
     return date.fromordinal(ordinal) if ordinal else EPOCH
 
 
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-
-
 def enterprise_row(d: dict[str, Any]) -> tuple[Table, tuple[Any, ...]]:
-    """A record of the enterprise rows topic -> (its table, the row)."""
+    """A record of the enterprise rows topic -> (its table, the row). Times stay Unix
+    seconds: clickhouse-driver writes an int to a DateTime column as it is, where a
+    datetime would cost a conversion here and another in the driver."""
     kind = d.pop("t")
     if kind == "timeline":
         d["seg_from"] = [_day(x) for x in d["seg_from"]]
         d["seg_to"] = [_day(x) for x in d["seg_to"]]
-        d["updated_at"] = datetime.now(UTC).replace(tzinfo=None)
+        d["updated_at"] = int(time.time())
         table = ENTERPRISE_TIMELINE
     elif kind == "report":
         d["report_date"] = _day(d["report_date"])
-        d["occurred_at"] = _utc(d["occurred_at"])
         table = ENTERPRISE_REPORTS
     elif kind == "event":
-        d["occurred_at"] = _utc(d["occurred_at"])
-        d["received_at"] = _utc(d["received_at"])
         d["first_day"] = _day(d["first_day"])
         table = EVENTS
     elif kind == "appeal":
-        for col in ("opened_at", "resolved_at"):
-            d[col] = None if d[col] is None else _utc(d[col])
         table = APPEALS
     elif kind == "clock":
         d["newest_day"] = _day(d["newest_day"])
@@ -251,5 +244,6 @@ def enterprise_row(d: dict[str, Any]) -> tuple[Table, tuple[Any, ...]]:
 def alert_row(value: bytes) -> tuple[Any, ...]:
     d = orjson.loads(value)
     d["day"] = date.fromisoformat(d["day"])
-    d["at"] = datetime.fromisoformat(d["at"]).astimezone(UTC).replace(tzinfo=None)
+    # Aware: clickhouse-driver would read a naive time in the server's zone.
+    d["at"] = datetime.fromisoformat(d["at"]).astimezone(UTC)
     return tuple(d[c] for c in ALERTS.column_names)

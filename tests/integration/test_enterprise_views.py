@@ -49,6 +49,16 @@ def test_enterprise_views_match_the_reference(pipeline) -> None:  # type: ignore
     raw_of = {r.event.event_id: r.value for r in records if r.event is not None}
     sample = client.execute("SELECT event_id, raw FROM events FINAL LIMIT 50")
     assert all(raw_of[eid] == raw.encode() for eid, raw in sample)
+    # Times are the instants the events carry, whatever zone they were written in.
+    at_of = {r.event.event_id: r.event.occurred_at for r in records if r.event is not None}
+    times = client.execute(
+        "SELECT event_id, toUnixTimestamp(occurred_at) FROM events FINAL LIMIT 200"
+    )
+    assert times and all(int(at_of[eid].timestamp()) == ts for eid, ts in times)
+    reports = client.execute(
+        "SELECT event_id, toUnixTimestamp(occurred_at) FROM enterprise_reports LIMIT 200"
+    )
+    assert reports and all(int(at_of[eid].timestamp()) == ts for eid, ts in reports)
 
     # reconcile: the SQL recomputation over enterprise_daily agrees with the stream ...
     from resumewatch.reconcile import reconcile

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -53,9 +53,11 @@ def test_batcher_writes_one_insert_per_table() -> None:
     assert row["output_value"] == 123.45 and row["capacity_attainment"] == 0.61725
     assert row["appeals_opened"] == 3 and row["appeal_resolution_rate"] == 2 / 3
     assert row["staff_normal"] == 10 and row["reports_received"] == 3
-    assert row["updated_at"] == datetime(2020, 2, 10, 0, 0)
+    # DateTime values go to ClickHouse as Unix seconds: right whatever the server's zone.
+    assert row["updated_at"] == int(datetime(2020, 2, 10, tzinfo=UTC).timestamp())
     dl = sink.tables["dead_letters"][0]
     assert dl["raw"] == b"\xffraw" and dl["reason"] == "bad" and dl["offset"] == 7
+    assert dl["received_at"] == int(datetime(2020, 2, 10, tzinfo=UTC).timestamp())
     assert len(b) == 0
 
 
@@ -103,7 +105,8 @@ def test_alert_row_for_the_alerts_table() -> None:
         "version": 7,
     }
     row = dict(zip(ALERTS.column_names, alert_row(orjson.dumps(record)), strict=True))
-    assert row["day"] == date(2020, 2, 11) and row["at"] == datetime(2020, 2, 11, 1, 2, 3)
+    assert row["day"] == date(2020, 2, 11)
+    assert row["at"] == datetime(2020, 2, 11, 1, 2, 3, tzinfo=UTC)
     assert row["value"] == 0.25 and row["version"] == 7
 
 
