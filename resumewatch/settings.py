@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     kafka_compression: Literal["none", "lz4", "gzip", "snappy", "zstd"] = Field(
         default="lz4",
         description="Compression of what the worker produces (derived records and table "
-        "changelogs).",
+        "changelogs); lz4 at its fast level.",
     )
     clickhouse_host: str = Field(default="127.0.0.1", description="ClickHouse host.")
     clickhouse_port: int = Field(default=19000, description="ClickHouse native TCP port.")

@@ -186,7 +186,11 @@ def segment_contributions(tl: list[list[Any]]) -> dict[str, list[list[Any]]]:
 def report_district(prof: list[list[Any]], day: int) -> list[Any] | None:
     """The profile a report for ``day`` counts under; None before the first registration
     (the enterprise is in no scope then)."""
-    if not prof or day < min(r[P_DAY] for r in prof):
+    if not prof:
+        return None
+    # Nearly always one registration: skip the generator (this runs for every report).
+    first = prof[0][P_DAY] if len(prof) == 1 else min(r[P_DAY] for r in prof)
+    if day < first:
         return None
     return _at_day(prof, day)
 
