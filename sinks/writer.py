@@ -51,6 +51,7 @@ class Batcher:
         self.since: dict[str, float] = {}  # table -> when its oldest pending row came
         self.sources: dict[str, dict[Any, int]] = {}  # table -> partition -> first offset
         self._source: tuple[Any, int] | None = None
+        self.written: dict[str, int] = {}  # by a flush that failed part-way, until it ends
 
     def source(self, partition: Any, offset: int) -> None:
         """The rows added from now on come from this source message."""
@@ -86,13 +87,14 @@ class Batcher:
         """Write the pending rows of ``tables`` (default: all), one insert per table."""
         wanted = None if tables is None else set(tables)
         names = [t for t in self.since if wanted is None or t in wanted]  # in arrival order
-        written = {}
-        # Each table's rows are dropped once written: a failed flush, retried, writes the rest.
+        # Each table's rows are dropped once written: a failed flush, retried, writes the rest
+        # and reports what both wrote.
+        written = self.written
         for table in names:
             columns, rows = self.pending.get(table, ((), []))
             if rows:
                 self.sink.write(table, columns, rows)
-                written[table] = len(rows)
+                written[table] = written.get(table, 0) + len(rows)
             self.pending.pop(table, None)
         for table in names:
             key, items = self.retractions.get(table, ((), []))
@@ -103,6 +105,7 @@ class Batcher:
         for table in names:
             del self.since[table]
             self.sources.pop(table, None)
+        self.written = {}
         return written
 
     def committable(self, positions: dict[Any, int]) -> dict[Any, int]:
