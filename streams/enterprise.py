@@ -33,7 +33,8 @@ def new_state() -> dict[str, Any]:
     # prof: profile rows; st: [ts_us, event_id, day, status]; ap: appeal_id -> [open_ts,
     # open_day, category, res_ts, res_day]; seq: changes so far, a monotonic version;
     # districts: district keys last sent segments to; r: day (as text) -> report row
-    # (``apply_report``), for the days an event may still amend (``keep_reports``).
+    # (``apply_report``, as ``pack_report`` text), for the days an event may still amend
+    # (``keep_reports``).
     # Re-applying an event changes nothing without a list of seen event ids: a profile or
     # status row carries its event id, a report is replaced only by a later one, and an
     # appeal keeps its earliest times.
@@ -46,11 +47,37 @@ def keep_reports(state: dict[str, Any], changed: dict[int, list[Any]], oldest: i
     enterprise, whatever the number of report days, and no more days than the grace."""
     reports = state["r"]
     for day, rep in changed.items():
-        reports[str(day)] = rep
+        reports[str(day)] = pack_report(rep)
     # Compared as text: every day from 1970 to 2738 has six digits.
     cut = str(oldest)
     for day in [d for d in reports if d < cut]:
         del reports[day]
+
+
+def pack_report(rep: list[Any]) -> str:
+    """A report row as one string, the event id last: the enterprise's value is read and
+    written whole on every change, and a string is one object to parse instead of eight."""
+    ts, event_id, staff, output, planned, masks, zero = rep
+    return (
+        f"{ts},{staff},{output},{'' if planned is None else planned},"
+        f"{'' if masks is None else masks},{zero},{event_id}"
+    )
+
+
+def unpack_report(held: str | list[Any]) -> list[Any]:
+    """The report row of ``pack_report``'s string (or a row stored as a list)."""
+    if not isinstance(held, str):
+        return held
+    ts, staff, output, planned, masks, zero, event_id = held.split(",", 6)
+    return [
+        int(ts),
+        event_id,
+        int(staff),
+        int(output),
+        int(planned) if planned else None,
+        int(masks) if masks else None,
+        int(zero),
+    ]
 
 
 def _ts_us(ev: AnyEvent) -> int:

@@ -349,7 +349,10 @@ class EnterpriseProcessor:
     def _report(self, day: int, entry: _Touched) -> list[Any] | None:
         """The enterprise's report for ``day``: changed in this batch, or as stored."""
         rep = entry.reports.get(day)
-        return rep if rep is not None else entry.state["r"].get(str(day))
+        if rep is not None:
+            return rep
+        held = entry.state["r"].get(str(day))
+        return None if held is None else enterprise.unpack_report(held)
 
     def _derive(self, eid: str, entry: _Touched, newest: int, out: list[Out]) -> None:
         """The contributions (and rows) of what changed in an enterprise during a batch."""
