@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
+
+from streams.processing import Out
 
 
-class Record(Protocol):
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int | None
-    headers: list[tuple[str, bytes]] | None
-
-
-async def submit(producer: Any, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
+async def submit(producer: Any, records: Sequence[Out]) -> list[asyncio.Future[Any]]:
     """Queue ``records`` on an ``AIOKafkaProducer``; one future per queued send, each done
     once the broker acknowledged its records."""
     futures: list[asyncio.Future[Any]] = []
-    groups: dict[tuple[str, int], list[Record]] = {}
+    groups: dict[tuple[str, int], list[Out]] = {}
     for r in records:
         if r.partition is None:
             futures.append(
@@ -47,5 +41,5 @@ async def submit(producer: Any, records: Sequence[Record]) -> list[asyncio.Futur
     return futures
 
 
-def _append(batch: Any, r: Record) -> Any:
+def _append(batch: Any, r: Out) -> Any:
     return batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers or [])
