@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from resumewatch.settings import Settings
@@ -50,6 +52,16 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 """
+
+
+def new_cluster_id(random: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding. One that
+    starts with "-" is drawn again (as Kafka's own Uuid.randomUuid does): the storage
+    tool would read it as an option, and formatting would fail."""
+    while True:
+        cid = base64.urlsafe_b64encode(random().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 class Kafka:
@@ -206,11 +218,7 @@ class Kafka:
         self.data_dir(i).mkdir(parents=True, exist_ok=True)
         cluster_id_file = self.home / "cluster.id"
         if not cluster_id_file.exists():
-            # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-            import base64
-
-            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            cluster_id_file.write_text(cid)
+            cluster_id_file.write_text(new_cluster_id())
         cmd = self._java(
             "kafka.tools.StorageTool",
             "format",

@@ -38,3 +38,16 @@ def test_a_reused_pid_is_not_stopped(tmp_path: Path) -> None:
         pidfile.write_text(str(pid))  # a pid file of an older version: the pid alone
         assert read_pid(pidfile) == pid
         assert stop_process(pidfile, timeout=10)
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash() -> None:
+    import uuid
+
+    from resumewatch.stack.kafka import new_cluster_id
+
+    # 0xF8 as the first byte encodes to "-" in URL-safe base64: the storage tool would take
+    # such an id for an option.
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    cid = new_cluster_id(lambda: next(drawn))
+    assert cid == "AQEBAQEBAQEBAQEBAQEBAQ"
+    assert len(new_cluster_id()) == 22
