@@ -28,6 +28,7 @@ MAX_AMOUNT = 100_000_000_000  # CNY
 MAX_HEADCOUNT = 10_000_000
 MAX_MASKS = 4_294_967_295
 ENTERPRISE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _TIMESTAMP = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?"
 RFC3339_RE = re.compile(_TIMESTAMP + r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 ANY_OFFSET_RE = re.compile(_TIMESTAMP + r"([+-]\d{2}:\d{2})")  # for the rejection message only
@@ -270,6 +271,10 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
             f"got {_show(d['occurred_at'])}"
         )
     source = _string(d, t, "source", 1, 64)
+    if CONTROL_RE.search(source):
+        # A system's name; a control character in it would make (source, event_id)
+        # ambiguous where the two are joined (streams.enterprise.identity).
+        raise InvalidEvent(f"{t}.source must not contain control characters, got {_show(source)}")
     common: dict[str, Any] = {
         "event_id": event_id,
         "enterprise_id": eid,

@@ -625,12 +625,12 @@ class _Gateway:
                 )
                 return self._unavailable(
                     f"Kafka did not acknowledge the events within {s.gateway_ack_timeout:g} s; "
-                    "retry the request (events are deduplicated by event_id)"
+                    "retry the request (events are deduplicated by source and event_id)"
                 )
             except ProducerError as exc:
                 log.warning("Kafka refused events from %s: %s; answered 503", source, exc)
                 return self._unavailable(
-                    f"{exc}; retry the request (events are deduplicated by event_id)"
+                    f"{exc}; retry the request (events are deduplicated by source and event_id)"
                 )
         self.metrics.accepted += len(records)
         self.metrics.rejected += len(rejected)

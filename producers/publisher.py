@@ -18,8 +18,8 @@ PROGRESS_EVERY = 1000
 # NDJSON lines go to the validating processes in chunks of this many.
 CHUNK_LINES = 2000
 
-# Per line: (event_id, enterprise_id) of a valid event, or why it is invalid.
-Checked = tuple[str, str] | str
+# Per line: ((source, event_id), enterprise_id) of a valid event, or why it is invalid.
+Checked = tuple[tuple[str, str], str] | str
 
 
 class PublishError(RuntimeError):
@@ -144,12 +144,13 @@ class Publisher:
     ) -> PublishResult:
         """Publish NDJSON lines: each is validated and, if valid, sent as the original bytes
         (so unknown extra fields reach the raw record). Rejections carry 1-based line numbers;
-        an event_id seen earlier in the same input is counted as a duplicate and not sent.
+        an event seen earlier in the same input (the same source and event_id) is counted as a
+        duplicate and not sent.
 
         With ``jobs`` > 0, that many helper processes validate the lines while this one
         sends; the order of the lines is kept."""
         result = PublishResult()
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
 
         def valid() -> Iterator[tuple[bytes, bytes, int]]:
             for numbers, chunk, checked in _checked(_chunks(lines), now, jobs):
@@ -157,11 +158,11 @@ class Publisher:
                     if isinstance(c, str):
                         result.rejected.append(Rejected(lineno, c))
                         continue
-                    event_id, eid = c
-                    if event_id in seen:
+                    ident, eid = c
+                    if ident in seen:
                         result.duplicates += 1
                         continue
-                    seen.add(event_id)
+                    seen.add(ident)
                     yield eid.encode(), line, lineno
 
         return self._send_all(result, valid(), progress)
@@ -256,7 +257,7 @@ def check_lines(lines: list[bytes], now: datetime | None) -> list[Checked]:
         except InvalidEvent as exc:
             out.append(str(exc))
         else:
-            out.append((ev.event_id, ev.enterprise_id))
+            out.append(((ev.source, ev.event_id), ev.enterprise_id))
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -84,7 +84,7 @@ class SimConfig:
     appeal_rate: float = 0.01  # appeals per enterprise and day
     bad_share: float = 0.0  # messages that break the contract
     duplicate_share: float = 0.0  # messages sent again
-    late_share: float = 0.0  # messages older than the grace period
+    late_share: float = 0.0  # reports too late: beyond the grace behind their own newest
     disorder: int = 200  # events are shuffled within windows of this many
     source: str = "simulator"
 
@@ -224,6 +224,7 @@ def stream(cfg: SimConfig, summary: Summary | None = None) -> Iterator[Record]:
 
     window: list[Record] = []
     sent_before: list[Record] = []
+    late: list[Record] = []
 
     def emit(ev: AnyEvent) -> Iterator[Record]:
         rec = Record(ev.enterprise_id.encode(), encode(ev), "valid", ev)
@@ -233,8 +234,9 @@ def stream(cfg: SimConfig, summary: Summary | None = None) -> Iterator[Record]:
         if cfg.duplicate_share and sent_before and rng.random() < cfg.duplicate_share:
             prev = sent_before[rng.randrange(len(sent_before))]
             out.append(Record(prev.key, prev.value, "duplicate", prev.event))
-        if cfg.late_share and rng.random() < cfg.late_share:
-            out.append(_late(rng, ev, cfg))
+        if cfg.late_share and isinstance(ev, DailyReport) and rng.random() < cfg.late_share:
+            # Sent after everything else: by then ev is accepted, so this one is too late.
+            late.append(_late(rng, ev))
         if len(sent_before) < 10_000:
             sent_before.append(rec)
         else:
@@ -341,6 +343,7 @@ def stream(cfg: SimConfig, summary: Summary | None = None) -> Iterator[Record]:
         open_appeals = still_open
     rng.shuffle(window)
     yield from _count(summary, window)
+    yield from _count(summary, late)
     final: dict[tuple[str, str], list[int]] = {}
     for e in ents:
         counts = final.setdefault((e.city, e.district), [0, 0])
@@ -377,12 +380,12 @@ def _bad(rng: random.Random, ev: AnyEvent) -> Record:
     return Record(ev.enterprise_id.encode(), value, "bad", None)
 
 
-def _late(rng: random.Random, ev: AnyEvent, cfg: SimConfig) -> Record:
-    late = StatusChanged(
+def _late(rng: random.Random, ev: DailyReport) -> Record:
+    """A report for a day 45 to 74 days before ``ev``'s: too late once ``ev`` is accepted
+    (CONTRACT §3, with the default grace of 31 days)."""
+    late = replace(
+        ev,
         event_id=f"{ev.event_id}-late",
-        enterprise_id=ev.enterprise_id,
-        occurred_at=ev.occurred_at - timedelta(days=45 + rng.randrange(30)),
-        source=cfg.source,
-        status="resumed",
+        report_date=ev.report_date - timedelta(days=45 + rng.randrange(30)),
     )
     return Record(late.enterprise_id.encode(), encode(late), "late", late)

@@ -321,8 +321,9 @@ def publish(ctx: click.Context, file: Any, jobs: int | None) -> None:
     """Validate and publish NDJSON events (one per line) from FILE, or '-' for stdin.
 
     Invalid lines are not sent; the summary lists them with line numbers and reasons, and so
-    it does lines Kafka refused (over its message size, say). An event_id repeated within the
-    input is counted as a duplicate and sent once. Exits with 1 when any line was not sent.
+    it does lines Kafka refused (over its message size, say). An event repeated within the
+    input (the same source and event_id) is counted as a duplicate and sent once. Exits
+    with 1 when any line was not sent.
     """
     from producers.publisher import Publisher, PublishError
 

@@ -104,7 +104,11 @@ class Settings(BaseSettings):
     # --- semantics -------------------------------------------------------------------
     timezone: str = Field(default="Asia/Shanghai", description="Time zone of local days.")
     grace_days: int = Field(
-        default=31, description="How many days behind the newest event day an event may amend."
+        default=31,
+        description=(
+            "How many days behind its enterprise's newest accepted report a daily report may "
+            "be; older ones are too late."
+        ),
     )
 
     # --- publishing --------------------------------------------------------------------

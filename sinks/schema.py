@@ -114,6 +114,7 @@ ENTERPRISE_REPORTS = Table(
         ("enterprise_id", "String"),
         ("report_date", "Date"),
         ("event_id", "String"),
+        ("source", "String"),
         ("occurred_at", "DateTime"),
         ("staff_on_duty", "UInt32"),
         ("output_value", "Float64"),
@@ -143,7 +144,9 @@ EVENTS = Table(
         ("raw", "String"),
         ("received_at", "DateTime"),
     ),
-    "ReplacingMergeTree PARTITION BY toYYYYMM(first_day) ORDER BY (enterprise_id, event_id)",
+    # An event is (source, event_id) (CONTRACT §1): two sources' same id are two rows.
+    "ReplacingMergeTree PARTITION BY toYYYYMM(first_day) "
+    "ORDER BY (enterprise_id, source, event_id)",
 )
 APPEALS = Table(
     "appeals",

@@ -24,43 +24,84 @@ STATUS_CODE = {"suspended": 0, "filed": 1, "resumed": 2}
 STATUS_NAME = {v: k for k, v in STATUS_CODE.items()}
 NEVER = 1 << 30  # a day after every real day
 
-# prof rows: [ts_us, event_id, day, province, city, district, sector, above, employees,
-#             capacity_fen, key_enterprise, suppliers]
+# prof rows: [ts_us, ident, day, province, city, district, sector, above, employees,
+#             capacity_fen, key_enterprise, suppliers]   (ident: see ``identity``)
 P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KEY, P_SUP = range(12)
 
 
 def new_state() -> dict[str, Any]:
-    # prof: profile rows; st: [ts_us, event_id, day, status]; ap: appeal_id -> [open_ts,
+    # prof: profile rows; st: [ts_us, ident, day, status]; ap: appeal_id -> [open_ts,
     # open_day, category, res_ts, res_day]; seq: changes so far, a monotonic version;
     # districts: district keys last sent segments to; r: day (as text) -> report row
-    # (``apply_report``, as ``pack_report`` text), for the days an event may still amend
-    # (``keep_reports``).
+    # (``apply_report``, as ``pack_report`` text); nr: the newest report day accepted, which
+    # a report must be within the grace of (``too_late``).
     # Re-applying an event changes nothing without a list of seen event ids: a profile or
-    # status row carries its event id, a report is replaced only by a later one, and an
+    # status row carries its identity, a report is replaced only by a later one, and an
     # appeal keeps its earliest times.
-    return {"prof": [], "st": [], "ap": {}, "seq": 0, "districts": [], "r": {}}
+    return {"prof": [], "st": [], "ap": {}, "seq": 0, "districts": [], "r": {}, "nr": 0}
 
 
-def keep_reports(state: dict[str, Any], changed: dict[int, list[Any]], oldest: int) -> None:
-    """Store the ``changed`` report rows, and forget those of days before ``oldest``: an
-    event about such a day is too late, so nothing reads them again. One key per
-    enterprise, whatever the number of report days, and no more days than the grace."""
+def identity(ev: AnyEvent) -> str:
+    """An event's identity (CONTRACT §1: source and event_id) as one string. Sources hold
+    no control character (``producers.events``), so the separator cannot be part of one;
+    string order is (source, event_id) order."""
+    return f"{ev.source}\x1f{ev.event_id}"
+
+
+def split_identity(ident: str) -> tuple[str, str]:
+    """(source, event_id) of an ``identity``."""
+    source, _, event_id = ident.partition("\x1f")
+    return source, event_id
+
+
+def newest_report_day(state: dict[str, Any]) -> int:
+    """The newest report day accepted for the enterprise (0: none yet)."""
+    nr = state.get("nr")
+    if nr is None:  # a state saved before it was kept
+        nr = state["nr"] = max((int(d) for d in state["r"]), default=0)
+    return int(nr)
+
+
+def too_late(state: dict[str, Any], day: int, grace: int) -> int | None:
+    """The newest accepted report day when a report for ``day`` is too late (more than
+    ``grace`` days behind it: CONTRACT §3), else None."""
+    nr = newest_report_day(state)
+    return nr if nr and day < nr - grace else None
+
+
+def keep_reports(
+    state: dict[str, Any], changed: dict[int, list[Any]], grace: int, before: int
+) -> None:
+    """Store the ``changed`` report rows (``state["nr"]`` already counts them; it was
+    ``before`` until they came). Reports of days more than ``grace`` behind the newest are
+    settled: no report can correct them any more, so their identity is dropped, but their
+    figures stay, because a late registration may still move them to another district or
+    sector."""
     reports = state["r"]
     for day, rep in changed.items():
         reports[str(day)] = pack_report(rep)
+    newest = newest_report_day(state)
+    if newest == before:
+        return  # no day left the grace (an accepted report is never older than it)
     # Compared as text: every day from 1970 to 2738 has six digits.
-    cut = str(oldest)
-    for day in [d for d in reports if d < cut]:
-        del reports[day]
+    cut = str(newest - grace)
+    for day, held in reports.items():
+        if day < cut:
+            reports[day] = _settle(held)
+
+
+def _settle(held: str) -> str:
+    """A packed report without its identity (the text after the sixth comma)."""
+    return ",".join(held.split(",", 6)[:6]) + ","
 
 
 def pack_report(rep: list[Any]) -> str:
-    """A report row as one string, the event id last: the enterprise's value is read and
+    """A report row as one string, the identity last: the enterprise's value is read and
     written whole on every change, and a string is one object to parse instead of eight."""
-    ts, event_id, staff, output, planned, masks, zero = rep
+    ts, ident, staff, output, planned, masks, zero = rep
     return (
         f"{ts},{staff},{output},{'' if planned is None else planned},"
-        f"{'' if masks is None else masks},{zero},{event_id}"
+        f"{'' if masks is None else masks},{zero},{ident}"
     )
 
 
@@ -68,10 +109,10 @@ def unpack_report(held: str | list[Any]) -> list[Any]:
     """The report row of ``pack_report``'s string (or a row stored as a list)."""
     if not isinstance(held, str):
         return held
-    ts, staff, output, planned, masks, zero, event_id = held.split(",", 6)
+    ts, staff, output, planned, masks, zero, ident = held.split(",", 6)
     return [
         int(ts),
-        event_id,
+        ident,
         int(staff),
         int(output),
         int(planned) if planned else None,
@@ -84,20 +125,18 @@ def _ts_us(ev: AnyEvent) -> int:
     return int(ev.occurred_at.timestamp() * 1_000_000)
 
 
-def _later(a_ts: int, a_id: str, b_ts: int, b_id: str) -> bool:
-    return (a_ts, a_id) > (b_ts, b_id)
-
-
 def apply_report(held: list[Any] | None, ev: DailyReport) -> list[Any] | None:
-    """The report row [ts_us, event_id, staff, output_fen, planned_fen, masks, zero] that
+    """The report row [ts_us, ident, staff, output_fen, planned_fen, masks, zero] that
     replaces ``held`` for the report's day, or None when ``held`` stays (a later report for
-    the same day is a correction: the latest occurred_at wins)."""
+    the same day is a correction: the latest occurred_at wins; at the same instant, the
+    greater (source, event_id))."""
     ts = _ts_us(ev)
-    if held is not None and not _later(ts, ev.event_id, held[0], held[1]):
+    ident = identity(ev)
+    if held is not None and (ts, ident) <= (held[0], held[1]):
         return None
     return [
         ts,
-        ev.event_id,
+        ident,
         ev.staff_on_duty,
         fen(ev.output_value),
         None if ev.planned_output_value is None else fen(ev.planned_output_value),
@@ -109,13 +148,14 @@ def apply_report(held: list[Any] | None, ev: DailyReport) -> list[Any] | None:
 def apply_event(state: dict[str, Any], ev: AnyEvent, tz: ZoneInfo) -> bool:
     """Apply a profile, status or appeal event; False if it changes nothing (re-sent)."""
     ts = _ts_us(ev)
+    ident = identity(ev)
     if isinstance(ev, EnterpriseRegistered):
-        if any(r[P_ID] == ev.event_id for r in state["prof"]):
+        if any(r[P_ID] == ident for r in state["prof"]):
             return False
         state["prof"].append(
             [
                 ts,
-                ev.event_id,
+                ident,
                 local_day(ev.occurred_at, tz),
                 ev.province,
                 ev.city,
@@ -130,9 +170,9 @@ def apply_event(state: dict[str, Any], ev: AnyEvent, tz: ZoneInfo) -> bool:
         )
         state["prof"].sort(key=lambda r: (r[P_TS], r[P_ID]))
     elif isinstance(ev, StatusChanged):
-        if any(r[1] == ev.event_id for r in state["st"]):
+        if any(r[1] == ident for r in state["st"]):
             return False
-        state["st"].append([ts, ev.event_id, local_day(ev.occurred_at, tz), STATUS_CODE[ev.status]])
+        state["st"].append([ts, ident, local_day(ev.occurred_at, tz), STATUS_CODE[ev.status]])
         state["st"].sort(key=lambda r: (r[0], r[1]))
     elif isinstance(ev, AppealOpened):
         ap = state["ap"].setdefault(ev.appeal_id, [None, None, "", None, None])
@@ -281,12 +321,14 @@ def timeline_record(eid: str, state: dict[str, Any], tl: list[list[Any]]) -> dic
 
 def report_record(eid: str, day: int, rep: list[Any]) -> dict[str, Any]:
     """The enterprise_reports row of the report that holds for ``day``."""
-    ts, event_id, staff, output, planned, masks, zero = rep
+    ts, ident, staff, output, planned, masks, zero = rep
+    source, event_id = split_identity(ident)
     return {
         "t": "report",
         "enterprise_id": eid,
         "report_date": day,
         "event_id": event_id,
+        "source": source,
         "occurred_at": ts // 1_000_000,
         "staff_on_duty": staff,
         "output_value": output / 100,

@@ -316,6 +316,7 @@ class _Touched:
     reports: dict[int, list[Any]] = field(default_factory=dict)  # day -> report, changed
     old_prof: list[list[Any]] | None = None  # the profile rows before the batch, if changed
     prof_from: int = 1 << 30  # the first day a registration of the batch affects
+    nr_before: int = 0  # the newest report day accepted before the batch
 
 
 class EnterpriseProcessor:
@@ -379,7 +380,7 @@ class EnterpriseProcessor:
         days = set(entry.reports)
         if entry.old_prof is not None:
             # A registration can move every later report day to another district or sector.
-            days.update(range(entry.prof_from, newest + 1))
+            days.update(d for d in map(int, st["r"]) if d >= entry.prof_from)
         prof = st["prof"]
         for day in sorted(days):
             rep = self._report(day, entry)
@@ -423,21 +424,27 @@ class EnterpriseProcessor:
                 )
                 continue
             day = event_day(ev, self.tz)
-            newest = clocks.get(p)
-            if newest and day < newest - self.s.grace_days:
-                self._dead_letter(
-                    out,
-                    event,
-                    f"too late: {ev.type} affects {day_text(day)}, more than "
-                    f"{self.s.grace_days} days before the newest event day {day_text(newest)}",
-                    "too_late",
-                )
-                continue
             entry = touched.get(ev.enterprise_id)
             if entry is None:
                 st = self.state.get(ev.enterprise_id.encode()) or enterprise.new_state()
                 st.setdefault("r", {})  # a state saved before reports were part of it
-                entry = touched[ev.enterprise_id] = _Touched(p, st)
+                nr = enterprise.newest_report_day(st)
+                entry = touched[ev.enterprise_id] = _Touched(p, st, nr_before=nr)
+            if isinstance(ev, DailyReport):
+                # Only a report can be too late, and only against its own enterprise's
+                # newest accepted report day (CONTRACT §3).
+                newest = enterprise.too_late(entry.state, day, self.s.grace_days)
+                if newest is not None:
+                    self._dead_letter(
+                        out,
+                        event,
+                        f"too late: daily_report.report_date {day_text(day)} is more than "
+                        f"{self.s.grace_days} days before {ev.enterprise_id}'s newest accepted "
+                        f"report_date {day_text(newest)}",
+                        "too_late",
+                    )
+                    continue
+                entry.state["nr"] = max(entry.state["nr"], day)
             clocks.advance(p, day)
             # Re-sent also for a duplicate: rows keyed by event id replace.
             ekey = ev.enterprise_id.encode()
@@ -485,7 +492,9 @@ class EnterpriseProcessor:
             newest = clocks.get(entry.partition)
             self._derive(eid, entry, newest, out)
             if entry.reports:
-                enterprise.keep_reports(entry.state, entry.reports, newest - self.s.grace_days)
+                enterprise.keep_reports(
+                    entry.state, entry.reports, self.s.grace_days, entry.nr_before
+                )
             self.state.put(entry.partition, eid.encode(), entry.state, out)
         clocks.save(out)
         for p in clocks.advanced:

@@ -29,6 +29,7 @@ METRICS = (
     "appeals_opened",
     "appeals_resolved",
 )
+GRACE = 31  # RESUMEWATCH_GRACE_DAYS' default
 TYPES = (
     "enterprise_registered",
     "status_changed",
@@ -84,21 +85,61 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     return d
 
 
-def enterprise_days(
-    raws: list[bytes], tz_name: str = "Asia/Shanghai"
-) -> tuple[dict[tuple[str, date], dict[str, Any]], date | None]:
-    """(enterprise_id, day) -> what holds for it that day, from its registration to the newest
-    event day; and the newest event day."""
-    tz = ZoneInfo(tz_name)
-    seen: set[str] = set()
+def _order(d: dict[str, Any]) -> tuple[Any, ...]:
+    """Events of one enterprise in time; at the same instant by (source, event_id)."""
+    return (d["_ts"], d["source"], d["event_id"])
+
+
+def accepted(raws: list[bytes], grace: int = GRACE) -> list[dict[str, Any]]:
+    """The events that count, in arrival order: each (source, event_id) once, and no daily
+    report more than ``grace`` days behind the newest report_date accepted before it for
+    the same enterprise (CONTRACT §1, §3)."""
+    seen: set[tuple[str, str]] = set()
+    newest_report: dict[str, date] = {}
     events: list[dict[str, Any]] = []
     for raw in raws:
         d = _parse(raw)
-        if d is None or d["event_id"] in seen:
+        if d is None:
             continue
-        seen.add(d["event_id"])
+        if d["type"] == "daily_report":
+            day = date.fromisoformat(d["report_date"])
+            newest = newest_report.get(d["enterprise_id"])
+            if newest is not None and day < newest - timedelta(days=grace):
+                continue
+            newest_report[d["enterprise_id"]] = max(day, newest or day)
+        if (d["source"], d["event_id"]) in seen:
+            continue
+        seen.add((d["source"], d["event_id"]))
         d["_ts"] = datetime.fromisoformat(d["occurred_at"].replace("Z", "+00:00"))
         events.append(d)
+    return events
+
+
+def too_late(raws: list[bytes], grace: int = GRACE) -> list[bytes]:
+    """The messages that go to dead_letters as too late, in arrival order."""
+    newest_report: dict[str, date] = {}
+    out = []
+    for raw in raws:
+        d = _parse(raw)
+        if d is None or d["type"] != "daily_report":
+            continue
+        day = date.fromisoformat(d["report_date"])
+        newest = newest_report.get(d["enterprise_id"])
+        if newest is not None and day < newest - timedelta(days=grace):
+            out.append(raw)
+            continue
+        newest_report[d["enterprise_id"]] = max(day, newest or day)
+    return out
+
+
+def enterprise_days(
+    raws: list[bytes], tz_name: str = "Asia/Shanghai", grace: int = GRACE
+) -> tuple[dict[tuple[str, date], dict[str, Any]], date | None]:
+    """(enterprise_id, day) -> what holds for it that day, from its registration to the newest
+    event day; and the newest event day. ``raws`` in the order they were published (which
+    decides what is too late)."""
+    tz = ZoneInfo(tz_name)
+    events = accepted(raws, grace)
     if not events:
         return {}, None
 
@@ -118,9 +159,7 @@ def enterprise_days(
     while day <= newest:
         end = datetime.combine(day + timedelta(days=1), time(0), tz)
         for eid, evs in by_ent.items():
-            in_time = sorted(
-                (d for d in evs if d["_ts"] < end), key=lambda d: (d["_ts"], d["event_id"])
-            )
+            in_time = sorted((d for d in evs if d["_ts"] < end), key=_order)
             profile = None
             status = "suspended"
             opened: set[str] = set()
@@ -142,7 +181,7 @@ def enterprise_days(
                     for d in evs
                     if d["type"] == "daily_report" and date.fromisoformat(d["report_date"]) == day
                 ),
-                key=lambda d: (d["_ts"], d["event_id"]),
+                key=_order,
             )
             out[(eid, day)] = {
                 "profile": profile,
@@ -188,8 +227,10 @@ def expected_supply_chain(raws: list[bytes]) -> dict[tuple[str, date], tuple[int
     return out
 
 
-def expected_rows(raws: list[bytes], tz_name: str = "Asia/Shanghai") -> dict[Key, tuple[int, ...]]:
-    days, newest = enterprise_days(raws, tz_name)
+def expected_rows(
+    raws: list[bytes], tz_name: str = "Asia/Shanghai", grace: int = GRACE
+) -> dict[Key, tuple[int, ...]]:
+    days, newest = enterprise_days(raws, tz_name, grace)
     out: dict[Key, list[int]] = {}
     for (_eid, day), v in days.items():
         profile, report = v["profile"], v["report"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
-from producers.events import InvalidEvent, StatusChanged, decode, encode
+from producers.events import DailyReport, InvalidEvent, StatusChanged, decode, encode
 from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, stream
 from tests.reference import expected_rows
@@ -45,24 +46,34 @@ def test_valid_invalid_duplicate_and_late_events_land_exactly(pipeline) -> None:
     assert dead() == expected_reasons
     assert client.execute("SELECT count() FROM dead_letters FINAL")[0][0] == len(bad)
 
-    # Now events from long before the newest day: too late, amend nothing, land as dead letters.
+    # Now reports far behind their own enterprise's newest report: too late, amend
+    # nothing, land as dead letters. Statuses as old are a backfill: they count.
+    reports = [r.event for r in records if r.kind == "valid" and isinstance(r.event, DailyReport)]
+    by_enterprise = {ev.enterprise_id: ev for ev in reports}
     late = [
+        replace(ev, event_id=f"late-{i}", report_date=ev.report_date - timedelta(days=40 + i))
+        for i, ev in enumerate(list(by_enterprise.values())[:5])
+    ]
+    backfill = [
         StatusChanged(
-            event_id=f"late-{i}",
-            enterprise_id=f"E21-{i:07d}",
+            event_id=f"old-{i}",
+            enterprise_id=ev.enterprise_id,
             source="it",
             occurred_at=cfg_start_at(cfg) - timedelta(days=60 + i),
             status="resumed",
         )
-        for i in range(5)
+        for i, ev in enumerate(list(by_enterprise.values())[5:10])
     ]
     with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        pub.publish(late)
+        pub.publish([*late, *backfill])
     p.wait_for(lambda: len(dead()) == len(expected_reasons) + 5, 60, "the too-late events")
     late_reasons = [v for k, v in dead().items() if k in {encode(e) for e in late}]
     assert len(late_reasons) == 5
-    assert all(r.startswith("too late: status_changed affects 20") for r in late_reasons)
-    assert rows() == want
+    assert all(r.startswith("too late: daily_report.report_date 20") for r in late_reasons)
+    valid = [r.value for r in records if r.kind in ("valid", "duplicate")]
+    want = expected_rows([*valid, *(encode(e) for e in [*late, *backfill])])
+    assert want != expected_rows(valid)  # the backfill moved rows, the late reports did not
+    p.wait_for(lambda: rows() == want, 120, "region_metrics with the backfill")
 
 
 def cfg_start_at(cfg: SimConfig):  # type: ignore[no-untyped-def]

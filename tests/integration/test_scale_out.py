@@ -44,23 +44,29 @@ def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # 
         "SELECT enterprise_id, day, suppliers, suppliers_resumed FROM supply_chain"
     )
     assert {(r[0], r[1]): (r[2], r[3]) for r in got_chain} == expected_supply_chain(raws)
-    # A few events from before the grace period: dead letters, and nothing else changes.
-    late = [
-        orjson.dumps(
-            {
-                "event_id": f"late-{seed}-{i}",
-                "type": "status_changed",
-                "enterprise_id": f"X{seed}-{i}",
-                "occurred_at": "2019-11-01T09:00:00+08:00",
-                "source": "prop",
-                "status": "resumed",
-            }
-        )
-        for i in range(4)
-    ]
+    # Reports far behind their enterprise's newest: too late, and nothing else changes.
+    # (Their enterprises are never registered, and the first report of each is on the
+    # history's first day, so neither moves a row.)
+    late = []
+    for i in range(4):
+        for day in ("2020-02-10", "2019-12-20"):
+            late.append(
+                orjson.dumps(
+                    {
+                        "event_id": f"late-{seed}-{i}-{day}",
+                        "type": "daily_report",
+                        "enterprise_id": f"X{seed}-{i}",
+                        "occurred_at": "2020-02-10T21:00:00+08:00",
+                        "source": "prop",
+                        "report_date": day,
+                        "staff_on_duty": 1,
+                        "output_value": 1.0,
+                    }
+                )
+            )
     with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for i, raw in enumerate(late):
-            pub.send_raw(f"X{seed}-{i}".encode(), raw)
+        for raw in late:
+            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
         pub.flush()
 
     def too_late() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import date
 
 import orjson
 import pytest
@@ -80,7 +81,6 @@ def test_small_history_exact_rows() -> None:
     h.feed(_keyed(raws))
     got = h.table()
     assert got == expected_rows(raws)
-    from datetime import date
 
     d1 = ("district", "P", "C", "D1", "*", 0)
     d2 = ("district", "P", "C", "D2", "*", 0)
@@ -148,24 +148,75 @@ def test_random_shuffles_and_batches_match_reference(seed: int) -> None:
 def test_invalid_and_too_late_go_to_dead_letters() -> None:
     raws = [
         _reg("A", "2020-03-20T09:00:00+08:00"),
+        _report("A", "2020-03-20T20:00:00+08:00", "2020-03-20", 5, 50.0),
         b"\xff\xfe not json",
-        _status("A", "2020-01-01T09:00:00+08:00", "resumed"),  # > 31 days before newest
+        # Older than A's newest report by more than the grace: too late.
+        _report("A", "2020-03-21T09:00:00+08:00", "2020-02-10", 5, 50.0),
         _event(event_id="x", type="status_changed", enterprise_id="A", status="open"),
     ]
     h = Harness(settings=__import__("resumewatch.settings").settings.Settings(partitions=1))
     h.feed([(b"A", r) for r in raws], batch=1)
     reasons = [dict(r.headers or [])["reason"].decode() for r in h.dead]
     assert reasons[0].startswith("message is not valid UTF-8 JSON")
-    assert reasons[1].startswith("too late: status_changed affects 2020-01-01")
+    assert reasons[1] == (
+        "too late: daily_report.report_date 2020-02-10 is more than 31 days before A's "
+        "newest accepted report_date 2020-03-20"
+    )
     assert reasons[2] == (
         'status_changed.status must be one of suspended, filed, resumed, got "open"'
     )
-    assert [r.value for r in h.dead] == raws[1:]
+    assert [r.value for r in h.dead] == raws[2:]
     assert h.ent.tally == {
-        "events": 4,
+        "events": 5,
         "dead_letter:invalid": 2,
         "dead_letter:too_late": 1,
     }
+
+
+def test_only_a_report_behind_its_own_enterprise_is_too_late() -> None:
+    """CONTRACT v2 §3: statuses, registrations and appeals are never too late, and one
+    enterprise's reports never make another's too late."""
+    raws = [
+        _reg("A", "2020-03-20T09:00:00+08:00"),
+        _report("A", "2020-03-20T20:00:00+08:00", "2020-03-20", 5, 50.0),
+        # Weeks older than anything seen: a backfill of B, and an old status of A.
+        _reg("B", "2020-01-02T09:00:00+08:00", district="D2"),
+        _report("B", "2020-01-02T20:00:00+08:00", "2020-01-02", 7, 70.0),
+        _status("B", "2020-01-03T09:00:00+08:00", "resumed"),
+        _status("A", "2020-01-05T09:00:00+08:00", "filed"),
+        _event(
+            event_id="ap-1",
+            type="appeal_opened",
+            enterprise_id="B",
+            occurred_at="2020-01-04T09:00:00+08:00",
+            appeal_id="AP1",
+            category="funding",
+            summary="",
+        ),
+    ]
+    h = Harness(settings=Settings(partitions=2))
+    h.feed(_keyed(raws), batch=2)
+    assert h.dead == []
+    assert h.table() == expected_rows(raws)
+
+
+def test_the_same_event_id_from_two_sources_is_two_events() -> None:
+    """CONTRACT v2 §1: identity is (source, event_id)."""
+    a = _reg("A", "2020-02-10T09:00:00+08:00", event_id="1")
+    b = orjson.loads(_reg("A", "2020-02-12T09:00:00+08:00", district="D2", event_id="1"))
+    b["source"] = "other"
+    s1 = _status("A", "2020-02-11T09:00:00+08:00", "resumed", event_id="7")
+    s2 = orjson.loads(_status("A", "2020-02-13T09:00:00+08:00", "filed", event_id="7"))
+    s2["source"] = "other"
+    raws = [a, orjson.dumps(b), s1, orjson.dumps(s2), a, s1]  # the last two re-sent
+    h = Harness(settings=Settings(partitions=1))
+    h.feed(_keyed(raws), batch=1)
+    got = h.table()
+    assert got == expected_rows(raws)
+    district = ("district", "P", "C")
+    assert got[(date(2020, 2, 12), *district, "D2", "*", 0)][:3] == (1, 1, 0)  # moved, resumed
+    assert got[(date(2020, 2, 13), *district, "D2", "*", 0)][:3] == (1, 0, 1)  # then filed
+    assert h.ent.tally["duplicates"] == 2
 
 
 def test_the_worker_counts_events_duplicates_and_dead_letters() -> None:
@@ -239,7 +290,6 @@ def _appeal(eid: str, at: str, appeal_id: str, resolved: bool = False) -> bytes:
 
 
 def test_reports_corrections_and_appeals() -> None:
-    from datetime import date
 
     raws = [
         _reg("A", "2020-02-10T09:00:00+08:00"),  # employees 10, capacity 100.00
@@ -271,8 +321,8 @@ def test_reports_corrections_and_appeals() -> None:
     assert h.rows[("2020-02-12", *d1)]["appeal_resolution_rate"] == 0.5
 
 
-def test_reports_are_kept_for_the_grace_days_only_in_the_enterprise_key() -> None:
-    from datetime import date, timedelta
+def test_reports_beyond_the_grace_are_settled_and_still_move_with_a_registration() -> None:
+    from datetime import timedelta
 
     grace = 3
     first = date(2020, 2, 10)
@@ -282,17 +332,27 @@ def test_reports_are_kept_for_the_grace_days_only_in_the_enterprise_key() -> Non
         raws += [_report(e, f"{day}T20:00:00+08:00", day, 5, 50.0) for e in ("A", "B")]
     h = Harness(settings=Settings(partitions=3, grace_days=grace))
     h.feed(_keyed(raws), batch=3)
-    assert h.table() == expected_rows(raws)
+    assert h.table() == expected_rows(raws, grace=grace)
     keys = sorted(k for k in h.ent_table.data if not k.startswith(b"\x00"))
     assert keys == [b"A", b"B"]  # report days live in the enterprise's own key
     newest = (first + timedelta(days=7)).toordinal()
     for key in keys:
         state = orjson.loads(h.ent_table.data[key])
-        assert sorted(int(d) for d in state["r"]) == list(range(newest - grace, newest + 1))
-    # A correction within the grace still replaces the report it corrects.
+        assert state["nr"] == newest
+        held = {int(d): v for d, v in state["r"].items()}
+        assert sorted(held) == list(range(first.toordinal(), newest + 1))
+        # Settled days keep their figures, not the identity of the report.
+        assert [d for d, v in held.items() if v.endswith(",")] == list(
+            range(first.toordinal(), newest - grace)
+        )
+    # A correction within the grace still replaces the report it corrects; one beyond it is
+    # too late; a late registration moves settled days too.
     fix = _report("A", "2020-02-18T08:00:00+08:00", "2020-02-15", 9, 90.0)
-    h.feed(_keyed([fix]))
-    assert h.table() == expected_rows([*raws, fix])
+    late = _report("A", "2020-02-18T08:00:00+08:00", "2020-02-12", 9, 90.0)
+    moved = _reg("B", "2020-02-11T09:00:00+08:00", district="D2", event_id="B-moved")
+    h.feed(_keyed([fix, late, moved]))
+    assert h.table() == expected_rows([*raws, fix, late, moved], grace=grace)
+    assert [r.value for r in h.dead] == [late]
 
 
 def test_a_stale_contribution_never_overwrites_a_newer_one() -> None:
