@@ -55,7 +55,7 @@ def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # 
                     {
                         "event_id": f"late-{seed}-{i}-{day}",
                         "type": "daily_report",
-                        "enterprise_id": f"X{seed}-{i}",
+                        "enterprise_id": f"LATE{seed}-{i}",
                         "occurred_at": "2020-02-10T21:00:00+08:00",
                         "source": "prop",
                         "report_date": day,
