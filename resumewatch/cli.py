@@ -139,7 +139,7 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     """Run a Faust worker (start more with the same settings to share the partitions)."""
     from faust import Worker
 
-    from streams.alerts import RulesError
+    from streams.alerts.rules import RulesError
     from streams.app import create_app
     from streams.metrics import WorkerMetrics, serve
 

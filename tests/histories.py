@@ -1,6 +1,8 @@
 """Random event histories for property tests: registrations, profile moves across districts,
 cities, sectors and size, status changes (some before registration), reports with
-corrections, appeals (resolved before opened too), duplicates, and any order."""
+corrections, appeals (resolved before opened too), duplicates, and any order. Two sources
+number their events alike (an event is (source, event_id)), and some events are weeks older
+than the rest: a backfill, and reports that may be too late for their enterprise."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def random_history(seed: int, enterprises: int = 25, days: int = 8) -> list[byte
     tz = ZoneInfo("Asia/Shanghai")
     start = date(2020, 2, 10)
     out: list[dict[str, object]] = []
-    n = 0
+    numbers = {"portal": 0, "hotline": 0}
 
     def at(day: int) -> str:
         moment = datetime.combine(start + timedelta(days=day), time(0), tz) + timedelta(
@@ -33,27 +35,28 @@ def random_history(seed: int, enterprises: int = 25, days: int = 8) -> list[byte
         return moment.isoformat()
 
     def ev(eid: str, etype: str, day: int, **kw: object) -> None:
-        nonlocal n
-        n += 1
+        source = rng.choice(sorted(numbers))
+        numbers[source] += 1
         out.append(
             {
-                "event_id": f"h{seed}-{n}",
+                "event_id": f"h{seed}-{numbers[source]}",
                 "type": etype,
                 "enterprise_id": eid,
                 "occurred_at": at(day),
-                "source": "prop",
+                "source": source,
                 **kw,
             }
         )
 
     ids = [f"X{seed}-{i}" for i in range(enterprises)]
     for eid in ids:
-        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        old = rng.random() < 0.05  # a registration weeks before the rest: a backfill
+        for i in range(rng.choice([1, 1, 1, 2, 3])):
             city, district = rng.choice(REGIONS)
             ev(
                 eid,
                 "enterprise_registered",
-                rng.randrange(days),
+                -rng.randrange(30, 50) if old and i == 0 else rng.randrange(days),
                 name=eid,
                 province="Hubei",
                 city=city,
@@ -69,11 +72,12 @@ def random_history(seed: int, enterprises: int = 25, days: int = 8) -> list[byte
             ev(
                 eid,
                 "status_changed",
-                rng.randrange(-2, days),
+                -rng.randrange(30, 50) if rng.random() < 0.05 else rng.randrange(-2, days),
                 status=rng.choice(["suspended", "filed", "resumed"]),
             )
         for _ in range(rng.randrange(0, 6)):
-            report_day = rng.randrange(-1, days)
+            # Now and then weeks old: too late once a report of this week is in.
+            report_day = -rng.randrange(35, 50) if rng.random() < 0.05 else rng.randrange(-1, days)
             ev(
                 eid,
                 "daily_report",

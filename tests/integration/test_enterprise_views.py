@@ -88,7 +88,7 @@ def test_readme_sql_cookbook_answers(pipeline) -> None:  # type: ignore[no-untyp
     import pathlib
 
     from producers.simulator import simulate
-    from streams.alerts import load_rules
+    from streams.alerts.rules import load_rules
     from tests.reference import expected_firing
 
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()

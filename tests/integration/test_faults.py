@@ -21,7 +21,7 @@ from producers.publisher import Publisher
 from producers.simulator import Record, SimConfig, Summary, stream
 from resumewatch.settings import Settings
 from resumewatch.stack import Stack
-from streams.alerts import load_rules
+from streams.alerts.rules import load_rules
 from tests.integration.conftest import free_port
 from tests.reference import (
     expected_enterprise_daily,

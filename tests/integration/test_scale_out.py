@@ -13,6 +13,7 @@ from tests.reference import (
     expected_enterprise_daily,
     expected_rows,
     expected_supply_chain,
+    too_late,
 )
 
 
@@ -64,19 +65,22 @@ def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # 
                     }
                 )
             )
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for raw in late:
-            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
-        pub.flush()
 
-    def too_late() -> int:
+    def late_letters() -> int:
         return int(
             client.execute(
                 "SELECT count() FROM dead_letters FINAL WHERE startsWith(reason, 'too late')"
             )[0][0]
         )
 
-    p.wait_for(lambda: too_late() == 4, 60, "the too-late events in dead_letters")
+    # The history's own too-late reports (reference.too_late), then these four.
+    before = len(too_late(raws))
+    p.wait_for(lambda: late_letters() == before, 60, "the history's too-late reports")
+    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
+        for raw in late:
+            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
+        pub.flush()
+    p.wait_for(lambda: late_letters() == before + 4, 60, "the too-late events in dead_letters")
     assert p.region_rows(client) == want
     if workers == 2:
         assert all(proc.poll() is None for proc in p.procs), "both workers kept running"

@@ -4,6 +4,7 @@ plain dicts standing in for the tables and lists for the topics."""
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -11,15 +12,12 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
-from streams.alerts import Rule
-from streams.processing import (
-    AlertProcessor,
-    DistrictProcessor,
-    EnterpriseProcessor,
-    Out,
-    RollupProcessor,
-    SupplyProcessor,
-)
+from streams.alerts.handler import AlertProcessor
+from streams.alerts.rules import Rule
+from streams.enterprise.handler import EnterpriseProcessor
+from streams.regions.handler import DistrictProcessor, RollupProcessor
+from streams.runtime.state import Out, Topics
+from streams.supply.handler import SupplyProcessor
 from tests.reference import region_row_key, row_metrics
 
 
@@ -42,6 +40,10 @@ class Msg:
 class Ev:
     message: Msg
 
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value
+
 
 @dataclass
 class Harness:
@@ -61,12 +63,22 @@ class Harness:
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        supply = any(r.metric == "supplier_readiness" for r in self.rules)
-        self.ent = EnterpriseProcessor(self.settings, self.ent_table, supply=supply)
-        self.supply = SupplyProcessor(self.settings, self.supply_table, self.rules)
-        self.alerter = AlertProcessor(self.settings, self.alert_table, self.rules)
-        self.dist = DistrictProcessor(self.settings, self.dist_table)
-        self.roll = RollupProcessor(self.settings, self.roll_table)
+        s = self.settings
+        topics = Topics.of(s)
+        n = s.partitions
+        self.ent = EnterpriseProcessor(
+            topics,
+            self.ent_table,
+            partitions=n,
+            timezone=s.timezone,
+            grace_days=s.grace_days,
+            supply=any(r.metric == "supplier_readiness" for r in self.rules),
+        )
+        self.supply = SupplyProcessor(topics, self.supply_table, self.rules, partitions=n)
+        self.alerter = AlertProcessor(topics, self.alert_table, self.rules)
+        self.dist = DistrictProcessor(topics, self.dist_table, partitions=n)
+        self.roll = RollupProcessor(topics, self.roll_table, partitions=n)
+        self.counts: Counter[str] = Counter()  # the enterprise stage's counts, all batches
 
     def _events(self, topic: str, records: list[tuple[bytes | None, bytes, int]]) -> list[Ev]:
         evs = []
@@ -80,8 +92,9 @@ class Harness:
         n = self.settings.partitions
         for i in range(0, len(raws), batch):
             chunk = [(k, v, zlib.crc32(k or b"") % n) for k, v in raws[i : i + batch]]
-            out = self.ent.process(self._events(self.settings.input_topic, chunk))
-            self._route(out)
+            result = self.ent.process(self._events(self.settings.input_topic, chunk))
+            self.counts.update(result.counts)
+            self._route(result.records)
 
     def _route(self, out: list[Out]) -> None:
         contrib, rollup, supply, rows = [], [], [], []
@@ -112,15 +125,17 @@ class Harness:
             else:
                 self.changelog.append(r)
         if contrib:
-            self._route(self.dist.process(self._events(self.settings.contributions_topic, contrib)))
+            result = self.dist.process(self._events(self.settings.contributions_topic, contrib))
+            self._route(result.records)
         if rollup:
-            self._route(self.roll.process(self._events(self.settings.rollup_topic, rollup)))
+            result = self.roll.process(self._events(self.settings.rollup_topic, rollup))
+            self._route(result.records)
         if supply:
-            records, _ = self.supply.process(self._events(self.settings.supply_topic, supply))
-            self._route(records)
+            result = self.supply.process(self._events(self.settings.supply_topic, supply))
+            self._route(result.records)
         if rows and self.rules:
-            records, _ = self.alerter.process(self._events(self.settings.region_rows_topic, rows))
-            self._route(records)
+            result = self.alerter.process(self._events(self.settings.region_rows_topic, rows))
+            self._route(result.records)
 
     def restore_from_changelog(self) -> None:
         """What a restarted worker does: rebuild the tables from their changelogs, and the

@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
-from streams.alerts import parse_rules
+from streams.alerts.handler import AlertProcessor
+from streams.alerts.rules import parse_rules
 from streams.core import WIDTH, RegionRow, region_key
-from streams.processing import AlertProcessor
+from streams.runtime.state import Topics
 from tests.unit.harness import Ev, FakeTable, Msg
 
 RULES = parse_rules(
@@ -37,7 +38,7 @@ def row(day: int, enterprises: int, resumed: int, deleted: bool = False) -> byte
 class Run:
     def __init__(self) -> None:
         self.table = FakeTable("alerts-changelog")
-        self.proc = AlertProcessor(Settings(), self.table, RULES)
+        self.proc = AlertProcessor(Topics.of(Settings()), self.table, RULES)
         self.offset = 0
 
     def feed(self, *values: bytes) -> list[dict[str, Any]]:
@@ -46,7 +47,8 @@ class Run:
             self.offset += 1
             packed = orjson.dumps([[KEY, orjson.Fragment(v)]])
             events.append(Ev(Msg("region-rows", 0, self.offset, None, packed)))
-        out, transitions = self.proc.process(events)
+        result = self.proc.process(events)
+        out, transitions = result.records, result.transitions
         for r in out:
             if r.changelog:
                 assert r.key is not None and r.value is not None
@@ -124,7 +126,7 @@ def test_late_data_that_moves_the_firing_day_gives_a_new_alert() -> None:
 def test_state_survives_a_restart_from_the_changelog() -> None:
     run = Run()
     run.feed(row(0, 10, 4))
-    restarted = AlertProcessor(Settings(), run.table, RULES)
+    restarted = AlertProcessor(Topics.of(Settings()), run.table, RULES)
     run.proc = restarted
     assert run.feed(row(0, 10, 4)) == []  # neither repeated ...
     assert brief(run.feed(row(1, 10, 8))) == [("resolved", "2020-02-11", 0.8)]  # ... nor forgotten

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.alerts import (
+from streams.alerts.rules import (
     Rule,
     RulesError,
     Step,

@@ -28,18 +28,37 @@ def test_table_shows_ratios_and_marks_what_was_not_measured() -> None:
         "prefilled": 1000,
         "started_at": "2026-11-28T20:00:00+0000",
         "limit_events_per_s": 100_000.0,
-        "baseline_events_per_s": 4000.0,
+        "baseline": {"events_per_s": 4000.0, "events_done": 1000, "processes": 2},
         "pipeline": {
             "events_per_s": 2000.0,
             "workers": 1,
+            "processes": 2,
             "inserts": 10,
             "median_rows_per_insert": 150,
             "worker_peak_rss_bytes": 2**30,
+            "worker_cpu_us_per_event": 123.4,
+            "changelog_records_per_event": 1.5,
+            "changelog_bytes_per_event": 180.2,
+        },
+        "latency": {
+            "publish_rate": 5000.0,
+            "workers": 1,
+            "runs": 3,
+            "probes": 600,
+            "probes_seen": 599,
+            "p50": 0.5,
+            "p95": 0.9,
+            "p99": float("inf"),
         },
     }
     rows = {measure: value for measure, value, _ in table_rows(results)}
     assert rows["resumewatch / baseline"] == "0.50×"
     assert rows["resumewatch / limit"] == "0.020"
+    assert rows["peer baseline: idiomatic Faust agent (2 processes)"] == "4,000 events/s"
+    assert rows["changelog per input event"] == "180 bytes in 1.50 records"
+    assert rows["worker CPU per input event"] == "123 µs"
+    latency = next(v for k, v in rows.items() if k.startswith("publish → queryable"))
+    assert latency == "0.50 s / 0.90 s / never (599 of 600 probes seen)"  # one never came
     assert rows["publisher from NDJSON"] == "not measured"
     text = markdown(results)
     assert text.count("\n| ") == len(table_rows(results)) + 1  # header + one line per row
@@ -51,10 +70,12 @@ def test_memory_events_are_valid_contract_events() -> None:
 
     from producers.events import decode
 
-    batch = list(events(3, "Asia/Shanghai"))
-    assert len(batch) == 9
+    batch = list(events(3, "Asia/Shanghai", report_days=31))
+    assert len(batch) == 3 * 33
     decoded = [decode(raw, datetime.now(UTC)) for raw in batch]
     assert {e.type for e in decoded} == {"enterprise_registered", "status_changed", "daily_report"}
+    days = {e.report_date for e in decoded if e.type == "daily_report"}
+    assert len(days) == 31 and len({e.event_id for e in decoded}) == len(decoded)
 
 
 def test_latency_events_are_valid_contract_events() -> None:

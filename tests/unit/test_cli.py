@@ -125,8 +125,8 @@ def _firing_row() -> tuple[dict[str, Any], tuple[Any, ...]]:
     from resumewatch.cli import ALERT_FIELDS
     from sinks.schema import ALERTS
     from sinks.writer import alert_row
-    from streams.alerts import Rule, Step
-    from streams.processing import alert_record
+    from streams.alerts.handler import alert_record
+    from streams.alerts.rules import Rule, Step
 
     rule = Rule("low", "resumption_rate", below=0.9, clear=0.92)
     scope = {

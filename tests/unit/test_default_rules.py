@@ -6,7 +6,7 @@ from pathlib import Path
 
 import resumewatch
 from resumewatch.settings import Settings
-from streams.alerts import Rule, load_rules
+from streams.alerts.rules import Rule, load_rules
 
 DEFAULT = Path(resumewatch.__file__).with_name("default_rules.yaml")
 

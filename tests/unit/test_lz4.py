@@ -6,7 +6,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from streams import lz4
+from streams.runtime import internals
 
 LZ4 = 3  # the compression attribute of a Kafka record batch
 
@@ -32,14 +32,14 @@ def test_batches_compress_at_the_fast_level_and_read_back_the_same(
     values = [
         b'{"enterprise_id": "E%05d", "staff": %d}' % (i, i * 7919 % 1000) for i in range(3000)
     ]
-    lz4.install()
+    internals.install_lz4()
     fast = _batch(values)
     batch = MemoryRecords(fast).next_batch()
     assert batch is not None
     assert [r.value for r in batch] == values
-    # The builder compresses through lz4.encode: at aiokafka's own level 9 the same batch
+    # The builder compresses through internals.lz4_encode: at aiokafka's own level 9 the same batch
     # comes out smaller.
-    monkeypatch.setattr(lz4, "LEVEL", 9)
+    monkeypatch.setattr(internals, "LZ4_LEVEL", 9)
     slow = _batch(values)
     assert len(slow) < len(fast)
     batch = MemoryRecords(slow).next_batch()

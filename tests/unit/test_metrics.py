@@ -166,7 +166,7 @@ def test_invalid_and_too_late_go_to_dead_letters() -> None:
         'status_changed.status must be one of suspended, filed, resumed, got "open"'
     )
     assert [r.value for r in h.dead] == raws[2:]
-    assert h.ent.tally == {
+    assert h.counts == {
         "events": 5,
         "dead_letter:invalid": 2,
         "dead_letter:too_late": 1,
@@ -216,7 +216,7 @@ def test_the_same_event_id_from_two_sources_is_two_events() -> None:
     district = ("district", "P", "C")
     assert got[(date(2020, 2, 12), *district, "D2", "*", 0)][:3] == (1, 1, 0)  # moved, resumed
     assert got[(date(2020, 2, 13), *district, "D2", "*", 0)][:3] == (1, 0, 1)  # then filed
-    assert h.ent.tally["duplicates"] == 2
+    assert h.counts["duplicates"] == 2
 
 
 def test_the_worker_counts_events_duplicates_and_dead_letters() -> None:
@@ -230,12 +230,12 @@ def test_the_worker_counts_events_duplicates_and_dead_letters() -> None:
     h.feed(_keyed(raws))
     h.feed(_keyed(raws[:25]))  # re-sent: valid, and they change nothing
     h.feed([(b"Z", b"{}")])
-    assert h.ent.tally["events"] == len(raws) + 26
-    assert h.ent.tally["duplicates"] == 25
-    assert h.ent.tally["dead_letter:invalid"] == 1
+    assert h.counts["events"] == len(raws) + 26
+    assert h.counts["duplicates"] == 25
+    assert h.counts["dead_letter:invalid"] == 1
     m = WorkerMetrics()
-    m.counted(h.ent.tally)
-    assert not h.ent.tally  # carried over and cleared
+    m.counted(h.counts)
+    assert not h.counts  # carried over and cleared
     m.transitions(["firing", "firing", "resolved"])
     m.lag.set({("in", 0): 5, ("in", 1): 0})
     m.lag.set({("in", 1): 2})  # partition 0 moved to another worker
@@ -356,7 +356,7 @@ def test_reports_beyond_the_grace_are_settled_and_still_move_with_a_registration
 
 
 def test_a_stale_contribution_never_overwrites_a_newer_one() -> None:
-    from streams.regions import DistrictAgg
+    from streams.regions.aggregates import DistrictAgg
 
     agg = DistrictAgg("district\x1fP\x1fC\x1fD")
     segs = [[737000, None, "steel", 0, 2, 0, 0]]
@@ -418,7 +418,7 @@ def test_same_day_registrations_out_of_order_leave_no_phantom_rows() -> None:
 
 
 def test_report_rows_pack_into_one_string_and_back() -> None:
-    from streams.enterprise import pack_report, unpack_report
+    from streams.enterprise.state import pack_report, unpack_report
 
     rows = [
         [1_581_300_000_000_000, "r,1,with,commas", 12, 345_600, None, None, 0],

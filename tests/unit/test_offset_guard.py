@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.processing import OffsetGuard, Out, TableState
+from streams.runtime.checkpoint import OffsetGuard
+from streams.runtime.state import Out, TableState
 from tests.unit.harness import Ev, FakeTable, Msg
 
 
@@ -57,7 +58,7 @@ def test_the_next_offset_survives_a_restart_through_the_changelog() -> None:
 
 
 def test_a_commit_held_back_by_skipped_processed_offsets_is_let_through() -> None:
-    from streams.processing import commit_hole
+    from streams.runtime.checkpoint import commit_hole
 
     # Committed 687; acknowledged from 700 on; the agent processed up to 2599.
     assert commit_hole(687, 700, 2600) == (687, 699)

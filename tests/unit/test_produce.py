@@ -8,8 +8,9 @@ from typing import Any
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from streams.processing import Out
-from streams.produce import submit
+from streams.runtime import internals
+from streams.runtime.produce import submit
+from streams.runtime.state import Out
 
 
 class FakeProducer:
@@ -24,8 +25,9 @@ class FakeProducer:
         return BatchBuilder(self.batch_size, 0, is_transactional=False)
 
     async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
-        assert batch._closed, "a queued batch must be closed to further records"
-        records = MemoryRecords(bytes(batch._build())).next_batch()
+        closed = batch.append(key=b"k", value=b"v", timestamp=None) is None
+        assert closed, "a queued batch must be closed to further records"
+        records = MemoryRecords(internals.batch_bytes(batch)).next_batch()
         assert records is not None
         self.sent.append((topic, partition, [(r.key, r.value) for r in records]))
         return _done()

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import faust
 from faust.types import TP
 
-from streams.store import URL, GroupedStore, group_of, register
+from streams.runtime.store import URL, GroupedStore, group_of, register
 
 
 def _store(tmp_path) -> GroupedStore:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from streams.processing import Out
+from streams.runtime.state import Out
 
 
 async def submit(producer: Any, records: Sequence[Out]) -> list[asyncio.Future[Any]]:

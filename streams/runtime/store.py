@@ -15,7 +15,7 @@ from typing import Any
 
 from faust.stores import STORES, memory
 
-from streams.processing import KEY_SEP
+from streams.runtime.state import KEY_SEP
 
 SEP = KEY_SEP.encode()
 URL = "grouped://"

@@ -1,0 +1,1 @@
+"""The enterprise stage: per-enterprise state (``state``, pure) and its batch handler."""

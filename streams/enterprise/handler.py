@@ -1,0 +1,244 @@
+"""The enterprise stage's batch handler: enterprise-status (key enterprise_id) ->
+per-enterprise state (``streams.enterprise.state``) -> district contributions, enterprise
+rows and dead letters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from producers.events import (
+    AppealOpened,
+    AppealResolved,
+    DailyReport,
+    EnterpriseRegistered,
+    InvalidEvent,
+    decode,
+)
+from streams.core import day_text, event_day
+from streams.enterprise import state as enterprise
+from streams.runtime.state import Clocks, Out, Result, TableState, Topics, pack
+
+
+@dataclass(slots=True)
+class _Touched:
+    """An enterprise changed during a batch, and what of it changed."""
+
+    partition: int
+    state: dict[str, Any]
+    segments: bool = False  # profile, status or appeals: the day segments
+    reports: dict[int, list[Any]] = field(default_factory=dict)  # day -> report, changed
+    old_prof: list[list[Any]] | None = None  # the profile rows before the batch, if changed
+    prof_from: int = 1 << 30  # the first day a registration of the batch affects
+    nr_before: int = 0  # the newest report day accepted before the batch
+
+
+class EnterpriseProcessor:
+    """enterprise-status (key enterprise_id) -> per-enterprise state -> district contributions."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        table: Any,
+        *,
+        partitions: int,
+        timezone: str,
+        grace_days: int,
+        supply: bool = False,
+    ) -> None:
+        self.topics = topics
+        self.partitions = partitions
+        self.tz = ZoneInfo(timezone)
+        self.grace_days = grace_days
+        self.state = TableState(table)
+        self.supply = supply  # feed the supply agent (only needed for supplier rules)
+        # events, duplicates, dead_letter:<kind> of the batch being handled
+        self.tally: Counter[str] = Counter()
+
+    def _dead_letter(self, out: list[Out], event: Any, reason: str, kind: str) -> None:
+        self.tally[f"dead_letter:{kind}"] += 1
+        msg = event.message
+        headers = [
+            ("reason", reason.encode()),
+            ("received_at", datetime.now(UTC).isoformat().encode()),
+            ("topic", msg.topic.encode()),
+            ("partition", str(msg.partition).encode()),
+            ("offset", str(msg.offset).encode()),
+        ]
+        out.append(Out(self.topics.dead_letters, msg.key, msg.value, None, headers))
+
+    def _contribute(self, out: list[Out], district: str, body: dict[str, Any]) -> None:
+        # ``pack`` routes it to the district's partition.
+        out.append(Out(self.topics.contributions, district.encode(), orjson.dumps(body)))
+
+    def _report(self, day: int, entry: _Touched) -> list[Any] | None:
+        """The enterprise's report for ``day``: changed in this batch, or as stored."""
+        rep = entry.reports.get(day)
+        if rep is not None:
+            return rep
+        held = entry.state["r"].get(str(day))
+        return None if held is None else enterprise.unpack_report(held)
+
+    def _derive(self, eid: str, entry: _Touched, newest: int, out: list[Out]) -> None:
+        """The contributions (and rows) of what changed in an enterprise during a batch."""
+        st, seq = entry.state, entry.state["seq"]
+        if entry.segments:
+            tl = enterprise.timeline(st)
+            segs = enterprise.segment_contributions(tl)
+            record = enterprise.timeline_record(eid, st, tl)
+            out.append(Out(self.topics.enterprise_rows, eid.encode(), orjson.dumps(record)))
+            for key in sorted(set(segs) | set(st["districts"])):
+                self._contribute(out, key, {"e": eid, "q": seq, "s": segs.get(key, [])})
+            st["districts"] = sorted(segs)
+            if self.supply:
+                body = {
+                    "k": "ent",
+                    "e": eid,
+                    "q": seq,
+                    "st": enterprise.status_timeline(tl),
+                    "sl": enterprise.supplier_timeline(tl),
+                }
+                out.append(Out(self.topics.supply, eid.encode(), orjson.dumps(body)))
+        # A report's version is [profile seq, report time]: a profile change or a later
+        # correction both make it newer.
+        days = set(entry.reports)
+        if entry.old_prof is not None:
+            # A registration can move every later report day to another district or sector.
+            days.update(d for d in map(int, st["r"]) if d >= entry.prof_from)
+        prof = st["prof"]
+        for day in sorted(days):
+            rep = self._report(day, entry)
+            if rep is None:
+                continue
+            version = [seq, rep[0]]
+            now = enterprise.report_contribution(prof, day, rep)
+            before = None
+            if entry.old_prof is not None:
+                p = enterprise.report_district(entry.old_prof, day)
+                before = enterprise.district_of(p) if p is not None else None
+            if now is not None:
+                self._contribute(out, now[0], {"e": eid, "q": version, "d": day, "r": now[1]})
+            if before is not None and (now is None or now[0] != before):
+                self._contribute(out, before, {"e": eid, "q": version, "d": day, "r": None})
+
+    def process(self, events: Sequence[Any]) -> Result:
+        out: list[Out] = []
+        self.tally = Counter()
+        now = datetime.now(UTC)
+        touched: dict[str, _Touched] = {}
+        clocks = Clocks(self.state)
+        self.tally["events"] += len(events)
+        rows = self.topics.enterprise_rows
+        received_at = int(now.timestamp())
+        for event in events:
+            msg = event.message
+            p = msg.partition
+            raw = msg.value if msg.value is not None else b""
+            try:
+                ev = decode(raw, now)
+            except InvalidEvent as exc:
+                self._dead_letter(out, event, str(exc), "invalid")
+                continue
+            if msg.key is not None and msg.key != ev.enterprise_id.encode():
+                self._dead_letter(
+                    out,
+                    event,
+                    f"{ev.type}.enterprise_id {ev.enterprise_id!r} differs from the message key "
+                    f"{msg.key!r}; the key must be the enterprise_id",
+                    "key",
+                )
+                continue
+            day = event_day(ev, self.tz)
+            entry = touched.get(ev.enterprise_id)
+            if entry is None:
+                st = self.state.get(ev.enterprise_id.encode()) or enterprise.new_state()
+                st.setdefault("r", {})  # a state saved before reports were part of it
+                nr = enterprise.newest_report_day(st)
+                entry = touched[ev.enterprise_id] = _Touched(p, st, nr_before=nr)
+            if isinstance(ev, DailyReport):
+                # Only a report can be too late, and only against its own enterprise's
+                # newest accepted report day (CONTRACT §3).
+                newest = enterprise.too_late(entry.state, day, self.grace_days)
+                if newest is not None:
+                    self._dead_letter(
+                        out,
+                        event,
+                        f"too late: daily_report.report_date {day_text(day)} is more than "
+                        f"{self.grace_days} days before {ev.enterprise_id}'s newest accepted "
+                        f"report_date {day_text(newest)}",
+                        "too_late",
+                    )
+                    continue
+                entry.state["nr"] = max(entry.state["nr"], day)
+            clocks.advance(p, day)
+            # Re-sent also for a duplicate: rows keyed by event id replace.
+            ekey = ev.enterprise_id.encode()
+            accepted = {
+                "t": "event",
+                "event_id": ev.event_id,
+                "type": ev.type,
+                "enterprise_id": ev.enterprise_id,
+                "occurred_at": int(ev.occurred_at.timestamp()),
+                "first_day": day,
+                "source": ev.source,
+                "schema_version": ev.schema_version,
+                "raw": raw.decode(),
+                "received_at": received_at,
+            }
+            out.append(Out(rows, ekey, orjson.dumps(accepted)))
+            if isinstance(ev, DailyReport):
+                rep = enterprise.apply_report(self._report(day, entry), ev)
+                if rep is None:
+                    self.tally["duplicates"] += 1
+                else:
+                    entry.reports[day] = rep
+                    record = enterprise.report_record(ev.enterprise_id, day, rep)
+                    out.append(Out(rows, ekey, orjson.dumps(record)))
+                continue
+            st = entry.state
+            if isinstance(ev, EnterpriseRegistered):
+                if entry.old_prof is None:
+                    entry.old_prof = list(st["prof"])
+                entry.prof_from = min(entry.prof_from, day)
+            if not enterprise.apply_event(st, ev, self.tz):
+                self.tally["duplicates"] += 1
+                continue
+            entry.segments = True
+            if isinstance(ev, AppealOpened | AppealResolved):
+                record = enterprise.appeal_record(
+                    ev.enterprise_id, ev.appeal_id, st["ap"][ev.appeal_id], st["seq"]
+                )
+                out.append(Out(rows, ekey, orjson.dumps(record)))
+
+        n = self.partitions
+        for eid, entry in touched.items():
+            if not (entry.segments or entry.reports):
+                continue
+            newest = clocks.get(entry.partition)
+            self._derive(eid, entry, newest, out)
+            if entry.reports:
+                enterprise.keep_reports(
+                    entry.state, entry.reports, self.grace_days, entry.nr_before
+                )
+            self.state.put(entry.partition, eid.encode(), entry.state, out)
+        clocks.save(out)
+        for p in clocks.advanced:
+            clock = {
+                "t": "clock",
+                "partition": p,
+                "newest_day": clocks.values[p],
+                "version": clocks.values[p],
+            }
+            out.append(Out(self.topics.enterprise_rows, b"", orjson.dumps(clock)))
+            tick = orjson.dumps({"tick": clocks.values[p]})
+            for q in range(n):
+                out.append(Out(self.topics.contributions, b"\x00tick", tick, q))
+                if self.supply:
+                    out.append(Out(self.topics.supply, b"\x00tick", tick, q))
+        return Result(pack(out, self.topics.packed, n), counts=self.tally)

@@ -1,0 +1,2 @@
+"""The region stages: district, city and province sums (``aggregates``, pure) and their batch
+handlers."""

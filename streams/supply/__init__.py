@@ -1,0 +1,1 @@
+"""Supplier readiness: the series (``readiness``, pure) and the stage's batch handler."""
