@@ -20,7 +20,7 @@ integration: stack-up
 	$(BIN)/pytest tests/integration
 
 bench: stack-up
-	$(BIN)/python -m benchmarks.bench --memory-enterprises 100000
+	$(BIN)/python -m benchmarks.bench --memory-enterprises 100000 --report-days 1
 
 lint: install
 	$(BIN)/ruff check .

@@ -177,6 +177,57 @@ def rss_peak(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def topic_bytes(bootstrap: str, topics: list[str]) -> tuple[int, int]:
+    """(records, key + value bytes, uncompressed) of every record in ``topics``."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def read() -> tuple[int, int]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        await consumer.start()
+        records = size = 0
+        try:
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            if not tps:
+                return 0, 0
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+
+            async def behind() -> bool:
+                for tp in tps:
+                    if await consumer.position(tp) < ends[tp]:
+                        return True
+                return False
+
+            while await behind():
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    for r in batch:
+                        records += 1
+                        size += len(r.key or b"") + len(r.value or b"")
+        finally:
+            await consumer.stop()
+        return records, size
+
+    return asyncio.run(read())
+
+
 # --- the measurements ------------------------------------------------------------------
 
 
@@ -214,46 +265,60 @@ def measure_limit(run: Run, total: int) -> float:
     return asyncio.run(drain())
 
 
-def measure_baseline(run: Run, total: int, max_seconds: float) -> tuple[float, int]:
-    """An idiomatic Faust agent (one event at a time, a table update per event), drained
-    from a fresh group for at most ``max_seconds``; returns (events/s, events done)."""
-    env = {
-        **run.env,
-        "BENCH_BROKER": run.settings.kafka_bootstrap,
-        "BENCH_TOPIC": run.settings.input_topic,
-        "BENCH_APP": f"{run.settings.internal_prefix}-baseline",
-        "BENCH_DATADIR": str(run.logs / "baseline-data"),
-    }
-    log = open(run.logs / "baseline.log", "wb")  # noqa: SIM115
-    # At WARN and above, Faust's terminal spinner turns the root logger to DEBUG (every
-    # debug call of the Kafka client then builds a record); at INFO it does not. The peer
-    # runs at INFO so that it does not pay for that.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.baseline", "worker", "-l", "info"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def measure_baseline(
+    run: Run, total: int, max_seconds: float, processes: int = 1
+) -> dict[str, Any]:
+    """An idiomatic Faust agent (one event at a time, a table update per event) in
+    ``processes`` worker processes of one group, drained from a fresh group for at most
+    ``max_seconds``."""
     group = f"{run.settings.internal_prefix}-baseline"
+    procs = []
+    for i in range(processes):
+        env = {
+            **run.env,
+            "BENCH_BROKER": run.settings.kafka_bootstrap,
+            "BENCH_TOPIC": run.settings.input_topic,
+            "BENCH_APP": group,
+            "BENCH_PARTITIONS": str(run.settings.partitions),
+            "BENCH_DATADIR": str(run.logs / f"baseline-data-{i}"),
+        }
+        log = open(run.logs / f"baseline-{i}.log", "wb")  # noqa: SIM115
+        # At WARN and above, Faust's terminal spinner turns the root logger to DEBUG (every
+        # debug call of the Kafka client then builds a record); at INFO it does not. The
+        # peer runs at INFO so that it does not pay for that.
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.baseline", "worker", "-l", "info"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     progress = kafka_util.Progress(run.settings.kafka_bootstrap)
     started = time.monotonic()
     last = (started, 0)
     try:
         while time.monotonic() - started < max_seconds:
-            if proc.poll() is not None:
-                raise click.ClickException(f"the baseline exited; see {run.logs}/baseline.log")
+            if any(proc.poll() is not None for proc in procs):
+                raise click.ClickException(f"a baseline worker exited; see {run.logs}")
             done = sum(progress.committed(group).values())
             last = (time.monotonic(), done)
             if done >= total:
                 break
             time.sleep(1.0)
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
         progress.close()
     # From start (including Faust's start-up) to the last committed progress.
     elapsed = last[0] - started
-    return (last[1] / elapsed if elapsed > 0 else 0.0), last[1]
+    return {
+        "events_per_s": last[1] / elapsed if elapsed > 0 else 0.0,
+        "events_done": last[1],
+        "processes": processes,
+    }
 
 
 def measure_pipeline(run: Run, total: int, workers: int, timeout: float) -> dict[str, Any]:
@@ -266,13 +331,19 @@ def measure_pipeline(run: Run, total: int, workers: int, timeout: float) -> dict
     done = wait_drained(run, {**run.worker_groups(), **run.sink_groups()}, timeout)
     elapsed = done - started
     peak = max(rss_peak(p.pid) for p in procs)
+    cpu = sum(cpu_seconds(p.pid) for p in procs)
     run.stop()
     sizes = insert_sizes(run.logs / "sink.log")
+    records, size = topic_bytes(run.settings.kafka_bootstrap, run.settings.changelog_topics)
     return {
         "events_per_s": total / elapsed,
         "workers": workers,
+        "processes": workers + 1,  # and the sink
         "seconds": elapsed,
         "worker_peak_rss_bytes": peak,
+        "worker_cpu_us_per_event": cpu / total * 1e6,
+        "changelog_records_per_event": records / total,
+        "changelog_bytes_per_event": size / total,
         "inserts": len(sizes),
         "median_rows_per_insert": statistics.median(sizes) if sizes else 0,
     }
@@ -344,7 +415,19 @@ def measure_publisher(run: Run, path: Path) -> tuple[float, int]:
     help="Registered enterprises of the memory measurement.",
 )
 @click.option(
+    "--report-days",
+    default=31,
+    show_default=True,
+    help="Daily reports per enterprise in the memory measurement (the grace is 31).",
+)
+@click.option(
     "--workers", default=2, show_default=True, help="Worker processes of the pipeline run."
+)
+@click.option(
+    "--latency-runs",
+    default=3,
+    show_default=True,
+    help="Latency runs; the worst one's figures are reported.",
 )
 @click.option(
     "--keep", is_flag=True, help="Keep the benchmark's ClickHouse databases and Kafka topics."
@@ -356,7 +439,9 @@ def main(
     only: tuple[str, ...],
     json_out: Path,
     memory_enterprises: int,
+    report_days: int,
     workers: int,
+    latency_runs: int,
     keep: bool,
 ) -> None:
     """Measure throughput (limit, Faust baseline, resumewatch), latency, publisher rate,
@@ -394,27 +479,37 @@ def main(
             with step("limit: bare aiokafka consumer"):
                 results["limit_events_per_s"] = measure_limit(main_run, total)
         if "baseline" in wanted:
-            with step("baseline: idiomatic Faust agent"):
-                rate, n = measure_baseline(main_run, total, baseline_seconds)
-            results["baseline_events_per_s"] = rate
-            results["baseline_events_done"] = n
+            # As many processes as the pipeline's: its workers and the sink.
+            with step(f"baseline: idiomatic Faust agent, {workers + 1} processes"):
+                results["baseline"] = measure_baseline(
+                    main_run, total, baseline_seconds, processes=workers + 1
+                )
         if "pipeline" in wanted:
             with step("resumewatch: worker + sink into ClickHouse"):
                 results["pipeline"] = measure_pipeline(main_run, total, workers, timeout=1800)
         if "latency" in wanted:
-            from benchmarks.latency import measure_latency
+            from benchmarks.latency import RATE, measure_latency
 
-            run = new_run(base, logs / "latency", "latency")
-            runs.append(run)
-            with step("latency: 2 000 events/s for 60 s"):
-                results["latency"] = measure_latency(run, workers)
+            worst: dict[str, Any] | None = None
+            for i in range(latency_runs):
+                run = new_run(base, logs / f"latency-{i}", "latency")
+                runs.append(run)
+                with step(f"latency {i + 1} of {latency_runs}: {RATE:,} events/s for 60 s"):
+                    got = measure_latency(run, workers)
+                run.stop()
+                if worst is None or got["p99"] > worst["p99"]:
+                    worst = got
+            results["latency"] = {**(worst or {}), "runs": latency_runs}
         if "memory" in wanted:
             from benchmarks.memory import measure_memory
 
             run = new_run(base, logs / "memory", "memory")
             runs.append(run)
-            with step(f"memory: worker with {memory_enterprises:,} registered enterprises"):
-                results["memory"] = measure_memory(run, memory_enterprises)
+            with step(
+                f"memory: worker with {memory_enterprises:,} enterprises × "
+                f"{report_days} report days"
+            ):
+                results["memory"] = measure_memory(run, memory_enterprises, report_days)
     finally:
         for run in runs:
             run.stop()
@@ -459,6 +554,10 @@ def _workers(figures: dict[str, Any]) -> str:
     return f"{n} worker" + ("s" if n != 1 else "")
 
 
+def _s(seconds: float) -> str:
+    return "never" if seconds == float("inf") else f"{seconds:.2f} s"
+
+
 def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(measure, value, target) of every figure present in the results."""
     rows: list[tuple[str, str, str]] = []
@@ -468,23 +567,46 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 
     pipe = r.get("pipeline", {})
     ours = pipe.get("events_per_s")
-    base = r.get("baseline_events_per_s")
+    baseline = r.get("baseline", {})
+    base = baseline.get("events_per_s")
     limit = r.get("limit_events_per_s")
     rows.append(("limit: bare aiokafka consumer, read + decode", rate(limit), ""))
-    rows.append(("peer baseline: idiomatic Faust agent", rate(base), ""))
+    processes = baseline.get("processes", 1)
+    rows.append(
+        (
+            f"peer baseline: idiomatic Faust agent ({processes} process"
+            + ("es)" if processes != 1 else ")"),
+            rate(base),
+            "",
+        )
+    )
     rows.append((f"resumewatch end to end ({_workers(pipe)} + sink)", rate(ours), "≥ 30,000"))
     if ours and base:
         rows.append(("resumewatch / baseline", f"{ours / base:.2f}×", "≥ 8×"))
     if ours and limit:
-        rows.append(("resumewatch / limit", f"{ours / limit:.3f}", "higher is better"))
+        rows.append(("resumewatch / limit", f"{ours / limit:.3f}", "≥ 0.15"))
+    if "changelog_bytes_per_event" in pipe:
+        rows.append(
+            (
+                "changelog per input event",
+                f"{pipe['changelog_bytes_per_event']:,.0f} bytes in "
+                f"{pipe['changelog_records_per_event']:.2f} records",
+                "≤ 200 bytes",
+            )
+        )
+        rows.append(
+            ("worker CPU per input event", f"{pipe['worker_cpu_us_per_event']:,.0f} µs", "")
+        )
     lat = r.get("latency")
     if lat:
         rows.append(
             (
                 f"publish → queryable at {lat['publish_rate']:,.0f} events/s "
-                f"({_workers(lat)} + sink), p50 / p95 / p99",
-                f"{lat['p50']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f} s",
-                "p99 ≤ 2 s",
+                f"({_workers(lat)} + sink), worst of {lat.get('runs', 1)} runs, "
+                "p50 / p95 / p99",
+                f"{_s(lat['p50'])} / {_s(lat['p95'])} / {_s(lat['p99'])} "
+                f"({lat['probes_seen']:,} of {lat['probes']:,} probes seen)",
+                "p99 ≤ 1 s",
             )
         )
     rows.append(("publisher from NDJSON", rate(r.get("publisher_events_per_s")), "≥ 25,000"))
@@ -507,7 +629,8 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     if mem:
         rows.append(
             (
-                f"worker peak RSS, {mem['enterprises']:,} enterprises",
+                f"worker peak RSS, {mem['enterprises']:,} enterprises × "
+                f"{mem.get('report_days', 1)} report days",
                 # Decimal units, as the target's: 1.5 GB is 1.40 GiB.
                 f"{mem['peak_rss_bytes'] / 1e9:.2f} GB",
                 "≤ 1.5 GB",
