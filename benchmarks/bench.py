@@ -189,9 +189,16 @@ def topic_bytes(bootstrap: str, topics: list[str]) -> tuple[int, int]:
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    progress = kafka_util.Progress(bootstrap)
+    try:
+        ends = {TopicPartition(t, p): o for (t, p), o in progress.end_offsets(topics).items()}
+    finally:
+        progress.close()
+
     async def read() -> tuple[int, int]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap.split(","),
+            group_id=f"bench-bytes-{uuid.uuid4().hex[:8]}",  # never commits
             enable_auto_commit=False,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
@@ -199,28 +206,17 @@ def topic_bytes(bootstrap: str, topics: list[str]) -> tuple[int, int]:
         await consumer.start()
         records = size = 0
         try:
-            tps = [
-                TopicPartition(t, p)
-                for t in topics
-                for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
-            if not tps:
-                return 0, 0
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-
-            async def behind() -> bool:
-                for tp in tps:
-                    if await consumer.position(tp) < ends[tp]:
-                        return True
-                return False
-
-            while await behind():
-                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+            consumer.assign(list(ends))
+            await consumer.seek_to_beginning(*ends)
+            left = {tp for tp, end in ends.items() if end > 0}
+            while left:
+                for batch in (await consumer.getmany(*left, timeout_ms=1000)).values():
                     for r in batch:
                         records += 1
                         size += len(r.key or b"") + len(r.value or b"")
+                for tp in list(left):
+                    if await consumer.position(tp) >= ends[tp]:
+                        left.discard(tp)
         finally:
             await consumer.stop()
         return records, size
@@ -285,10 +281,19 @@ def measure_baseline(
         log = open(run.logs / f"baseline-{i}.log", "wb")  # noqa: SIM115
         # At WARN and above, Faust's terminal spinner turns the root logger to DEBUG (every
         # debug call of the Kafka client then builds a record); at INFO it does not. The
-        # peer runs at INFO so that it does not pay for that.
+        # peer runs at INFO so that it does not pay for that. No web server: the processes
+        # would all bind Faust's port 6066.
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.baseline", "worker", "-l", "info"],
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.baseline",
+                    "worker",
+                    "-l",
+                    "info",
+                    "--without-web",
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
