@@ -120,7 +120,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         monitor=QuietMonitor(),
     )
 
-    def topic(name: str, internal: bool = False) -> Any:
+    def topic(name: str, internal: bool = False, acks: bool = True) -> Any:
         if internal:
             return app.topic(
                 name,
@@ -129,9 +129,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 maxsize=PACKED_BUFFER,
                 schema=RawSchema(),
             )
-        return app.topic(name, schema=RawSchema())
+        return app.topic(name, schema=RawSchema(), acks=acks)
 
-    source = topic(settings.input_topic)
+    # Chunked: committed by the checkpoint, not through Faust's acknowledgements.
+    source = topic(settings.input_topic, acks=False)
     contributions = topic(settings.contributions_topic, internal=True)
     rollup = topic(settings.rollup_topic, internal=True)
     region_rows = topic(settings.region_rows_topic, internal=True)

@@ -21,7 +21,9 @@ Every agent runs its batches through ``Checkpoint.run``, in these steps:
    derived records, then the rest of the changelog. A crash between phases replays the
    batch against the old state, which produces the same derived records again.
 6. Acknowledge. Only now does Faust see the batch's source messages as done, so the
-   committed offset never passes a message whose records are not acknowledged.
+   committed offset never passes a message whose records are not acknowledged. A chunked
+   topic is not acknowledged through Faust (its topic has acks off): the checkpoint commits
+   the guard's next offsets itself, the offsets its changelog writes have just saved.
 7. Exit to replay. Faust acknowledges a taken batch even when its handler fails, and would
    commit the offsets of events whose results were never produced; a failure in steps 1-5
    stops the process at once instead (exit status 70), and the restart replays the batch.
@@ -175,6 +177,7 @@ class Checkpoint:
         self.bootstrap = bootstrap
         self.on_gap = on_gap  # counts gaps filled and holes repaired
         self.guards: list[OffsetGuard] = []
+        self._committed: dict[int, dict[tuple[str, int], int]] = {}  # per guard
         self._filler: Any = None  # one plain consumer (no group) that reads skipped offsets
         self._filling = asyncio.Lock()  # agents share it; each fill assigns its partitions
 
@@ -187,6 +190,7 @@ class Checkpoint:
         """Partitions moved: read the next offsets from the (recovered) tables again."""
         for guard in self.guards:
             guard.forget()
+        self._committed.clear()
 
     async def run(
         self, guard: OffsetGuard, handler: Handler, events: list[Any]
@@ -263,14 +267,29 @@ class Checkpoint:
                     maybe = done(name, result, admitted, time.perf_counter() - started)
                     if maybe is not None:
                         await maybe
+                    if chunked:
+                        await self.commit(guard)  # 6. acknowledge, by committing
                 except BaseException:
                     # 7. exit to replay
                     log.critical("%s failed on a batch; exiting to replay it", name, exc_info=True)
                     logging.shutdown()
                     os._exit(EXIT_TO_REPLAY)
-                # 6. acknowledge: take_events acknowledges the batch once this loop goes on.
+                # 6. acknowledge: take_events acknowledges the batch once this loop goes on
+                # (for a chunked topic, a no-op: its acks are off).
 
         self.app.agent(channel, name=name)(run)
+
+    async def commit(self, guard: OffsetGuard) -> None:
+        """Commit the next offset of every source partition whose next offset moved since
+        its last commit (a partition revoked meanwhile is left to its new owner)."""
+        from faust.types import TP
+
+        done = self._committed.setdefault(id(guard), {})
+        offsets = {tp: n for tp, n in guard.next.items() if done.get(tp) != n}
+        if not offsets:
+            return
+        if await internals.commit(self.app.consumer, {TP(*tp): n for tp, n in offsets.items()}):
+            done.update(offsets)
 
     async def _fill(
         self, guard: OffsetGuard, gaps: dict[tuple[str, int], tuple[int, int]]

@@ -24,7 +24,8 @@ packages.
 3. ``kafka_producer``: the app's running ``AIOKafkaProducer``, for whole record batches.
 4. ``first_acked``, ``committed``, ``add_gap``: the Faust consumer's acknowledgement
    bookkeeping, read to find commit holes and written to let a commit pass offsets that
-   were processed but never acknowledged (``streams.runtime.checkpoint``).
+   were processed but never acknowledged (``streams.runtime.checkpoint``); ``commit``:
+   a commit of given offsets, for the chunked topic, whose acks are off.
 5. ``batch_bytes``: the wire bytes of an aiokafka batch builder, for reading back what was
    queued (the tests of ``streams.runtime.produce``).
 """
@@ -124,6 +125,13 @@ def committed(consumer: Any, tp: Any) -> int | None:
 def batch_bytes(batch: Any) -> bytes:
     """The record batch a closed aiokafka ``BatchBuilder`` holds, as sent to Kafka."""
     return bytes(batch._build())
+
+
+async def commit(consumer: Any, offsets: dict[Any, int]) -> bool:
+    """Commit ``offsets`` (the next offset to read, per partition) for the consumer's
+    group, without Faust's acknowledgement bookkeeping; the partitions no longer assigned
+    are left out. False when nothing was committed (a rebalance came first)."""
+    return bool(await consumer._commit(offsets))
 
 
 async def add_gap(consumer: Any, tp: Any, start: int, end: int) -> None:

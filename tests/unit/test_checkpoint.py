@@ -158,3 +158,30 @@ def test_a_failing_batch_stops_the_process_to_replay_it(
         asyncio.run(agents["a"](Stream()))
     assert exits == [cp.EXIT_TO_REPLAY]
     assert done == [] and producer.log == []  # nothing sent, nothing acknowledged
+
+
+def test_a_chunked_topics_offsets_are_committed_once_each_as_they_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checkpoint, _ = _checkpoint(monkeypatch)
+    commits: list[dict[Any, int]] = []
+    answers = [True, False, True]
+
+    async def commit(offsets: dict[Any, int]) -> bool:
+        commits.append(dict(offsets))
+        return answers.pop(0)
+
+    checkpoint.app = SimpleNamespace(consumer=SimpleNamespace(_commit=commit))
+    handler = Handler()
+    guard = checkpoint.guard(handler, "in")
+
+    async def go() -> None:
+        await checkpoint.run(guard, handler, _batch(0, 1))
+        await checkpoint.commit(guard)
+        await checkpoint.commit(guard)  # nothing moved: no request
+        await checkpoint.run(guard, handler, _batch(2))
+        await checkpoint.commit(guard)  # refused (a rebalance): tried again next time
+        await checkpoint.commit(guard)
+
+    asyncio.run(go())
+    assert commits == [{("in", 0): 2}, {("in", 0): 3}, {("in", 0): 3}]

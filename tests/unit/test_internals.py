@@ -41,6 +41,7 @@ def test_every_named_attribute_exists_on_the_pinned_releases() -> None:
         "_commit_every",
         "_n_acked",
         "_stopped",
+        "_commit",
     ):
         assert hasattr(consumer, name), name
     assert hasattr(Consumer, "_drain_messages")
