@@ -38,6 +38,9 @@ log = logging.getLogger("resumewatch.worker")
 # would otherwise buffer Faust's default 20,000 of them (gigabytes) and take thousands per
 # batch. This many per stream buffer and per batch holds the fetcher back instead.
 PACKED_BUFFER = 64
+# The input's stream buffer holds chunks of up to 1,000 records (``internals.chunk_topic``):
+# Faust's default 20,000 would let the fetcher read millions of records ahead of the agent.
+CHUNK_BUFFER = 16
 
 
 class RawSchema(faust.Schema[bytes, bytes]):
@@ -120,7 +123,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         monitor=QuietMonitor(),
     )
 
-    def topic(name: str, internal: bool = False, acks: bool = True) -> Any:
+    def topic(name: str, internal: bool = False) -> Any:
         if internal:
             return app.topic(
                 name,
@@ -129,10 +132,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 maxsize=PACKED_BUFFER,
                 schema=RawSchema(),
             )
-        return app.topic(name, schema=RawSchema(), acks=acks)
+        return app.topic(name, schema=RawSchema())
 
     # Chunked: committed by the checkpoint, not through Faust's acknowledgements.
-    source = topic(settings.input_topic, acks=False)
+    source = app.topic(settings.input_topic, schema=RawSchema(), acks=False, maxsize=CHUNK_BUFFER)
     contributions = topic(settings.contributions_topic, internal=True)
     rollup = topic(settings.rollup_topic, internal=True)
     region_rows = topic(settings.region_rows_topic, internal=True)
