@@ -90,13 +90,15 @@ def _order(d: dict[str, Any]) -> tuple[Any, ...]:
     return (d["_ts"], d["source"], d["event_id"])
 
 
-def accepted(raws: list[bytes], grace: int = GRACE) -> list[dict[str, Any]]:
-    """The events that count, in arrival order: each (source, event_id) once, and no daily
-    report more than ``grace`` days behind the newest report_date accepted before it for
-    the same enterprise (CONTRACT §1, §3)."""
+def judge(raws: list[bytes], grace: int = GRACE) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """In arrival order: the events that count, each (source, event_id) once; and the
+    messages that go to dead_letters as too late, a daily report more than ``grace`` days
+    behind the newest report_date accepted before it for the same enterprise (CONTRACT
+    §1, §3)."""
     seen: set[tuple[str, str]] = set()
     newest_report: dict[str, date] = {}
     events: list[dict[str, Any]] = []
+    late: list[bytes] = []
     for raw in raws:
         d = _parse(raw)
         if d is None:
@@ -105,6 +107,7 @@ def accepted(raws: list[bytes], grace: int = GRACE) -> list[dict[str, Any]]:
             day = date.fromisoformat(d["report_date"])
             newest = newest_report.get(d["enterprise_id"])
             if newest is not None and day < newest - timedelta(days=grace):
+                late.append(raw)
                 continue
             newest_report[d["enterprise_id"]] = max(day, newest or day)
         if (d["source"], d["event_id"]) in seen:
@@ -112,24 +115,12 @@ def accepted(raws: list[bytes], grace: int = GRACE) -> list[dict[str, Any]]:
         seen.add((d["source"], d["event_id"]))
         d["_ts"] = datetime.fromisoformat(d["occurred_at"].replace("Z", "+00:00"))
         events.append(d)
-    return events
+    return events, late
 
 
 def too_late(raws: list[bytes], grace: int = GRACE) -> list[bytes]:
     """The messages that go to dead_letters as too late, in arrival order."""
-    newest_report: dict[str, date] = {}
-    out = []
-    for raw in raws:
-        d = _parse(raw)
-        if d is None or d["type"] != "daily_report":
-            continue
-        day = date.fromisoformat(d["report_date"])
-        newest = newest_report.get(d["enterprise_id"])
-        if newest is not None and day < newest - timedelta(days=grace):
-            out.append(raw)
-            continue
-        newest_report[d["enterprise_id"]] = max(day, newest or day)
-    return out
+    return judge(raws, grace)[1]
 
 
 def enterprise_days(
@@ -139,7 +130,7 @@ def enterprise_days(
     event day; and the newest event day. ``raws`` in the order they were published (which
     decides what is too late)."""
     tz = ZoneInfo(tz_name)
-    events = accepted(raws, grace)
+    events, _ = judge(raws, grace)
     if not events:
         return {}, None
 

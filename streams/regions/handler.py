@@ -5,7 +5,7 @@ and province rows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -25,14 +25,19 @@ from streams.runtime.state import (
     unpack,
 )
 
+A = TypeVar("A", DistrictAgg, RollupAgg)
 
-class _Lazy:
-    """In-memory aggregates rebuilt from the table once per partition after (re)assignment."""
 
-    def __init__(self, state: TableState, partitions: int) -> None:
-        self.state = state
+class _Lazy(Generic[A]):
+    """In-memory aggregates per region key, rebuilt from the table once per partition after
+    (re)assignment."""
+
+    def __init__(self, topics: Topics, table: Any, *, partitions: int) -> None:
+        self.topics = topics
+        self.state = TableState(table)
         self.partitions = partitions
         self.built: set[int] = set()
+        self.aggs: dict[str, A] = {}
 
     def reset(self) -> None:
         self.built.clear()
@@ -54,23 +59,15 @@ class _Lazy:
         """Called when partition ``p`` was rebuilt from the table."""
 
     def drop(self, p: int) -> None:
-        raise NotImplementedError
+        for key in [k for k in self.aggs if stable_partition(k, self.partitions) == p]:
+            del self.aggs[key]
 
     def load(self, parts: list[str], value: Any) -> None:
         raise NotImplementedError
 
 
-class DistrictProcessor(_Lazy):
+class DistrictProcessor(_Lazy[DistrictAgg]):
     """contributions (key district) -> DistrictAgg -> district rows and rollup updates."""
-
-    def __init__(self, topics: Topics, table: Any, *, partitions: int) -> None:
-        super().__init__(TableState(table), partitions)
-        self.topics = topics
-        self.aggs: dict[str, DistrictAgg] = {}
-
-    def drop(self, p: int) -> None:
-        for key in [k for k in self.aggs if stable_partition(k, self.partitions) == p]:
-            del self.aggs[key]
 
     def load(self, parts: list[str], value: Any) -> None:
         agg = self.aggs.setdefault(parts[0], DistrictAgg(parts[0]))
@@ -155,17 +152,8 @@ class DistrictProcessor(_Lazy):
         return Result(pack(out, self.topics.packed, n))
 
 
-class RollupProcessor(_Lazy):
+class RollupProcessor(_Lazy[RollupAgg]):
     """rollup (key city or province) -> RollupAgg -> city and province rows."""
-
-    def __init__(self, topics: Topics, table: Any, *, partitions: int) -> None:
-        super().__init__(TableState(table), partitions)
-        self.topics = topics
-        self.aggs: dict[str, RollupAgg] = {}
-
-    def drop(self, p: int) -> None:
-        for key in [k for k in self.aggs if stable_partition(k, self.partitions) == p]:
-            del self.aggs[key]
 
     def load(self, parts: list[str], value: Any) -> None:
         parent, child, day, scope = parts

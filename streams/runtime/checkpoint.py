@@ -80,6 +80,7 @@ class OffsetGuard:
         self.state = state
         self.topics = frozenset(topics)  # the source topics, for the lag metric
         self.next: dict[tuple[str, int], int] = {}
+        self.committed: dict[tuple[str, int], int] = {}  # what Checkpoint.commit last sent
 
     def _key(self, tp: tuple[str, int]) -> bytes:
         return OFFSET + f"{tp[0]}\x1f{tp[1]}".encode()
@@ -141,6 +142,7 @@ class OffsetGuard:
     def forget(self) -> None:
         """Partitions moved: read the next offsets from the (recovered) table again."""
         self.next.clear()
+        self.committed.clear()
 
 
 def commit_hole(
@@ -177,7 +179,6 @@ class Checkpoint:
         self.bootstrap = bootstrap
         self.on_gap = on_gap  # counts gaps filled and holes repaired
         self.guards: list[OffsetGuard] = []
-        self._committed: dict[int, dict[tuple[str, int], int]] = {}  # per guard
         self._filler: Any = None  # one plain consumer (no group) that reads skipped offsets
         self._filling = asyncio.Lock()  # agents share it; each fill assigns its partitions
 
@@ -190,7 +191,6 @@ class Checkpoint:
         """Partitions moved: read the next offsets from the (recovered) tables again."""
         for guard in self.guards:
             guard.forget()
-        self._committed.clear()
 
     async def run(
         self, guard: OffsetGuard, handler: Handler, events: list[Any]
@@ -284,12 +284,11 @@ class Checkpoint:
         its last commit (a partition revoked meanwhile is left to its new owner)."""
         from faust.types import TP
 
-        done = self._committed.setdefault(id(guard), {})
-        offsets = {tp: n for tp, n in guard.next.items() if done.get(tp) != n}
+        offsets = {tp: n for tp, n in guard.next.items() if guard.committed.get(tp) != n}
         if not offsets:
             return
         if await internals.commit(self.app.consumer, {TP(*tp): n for tp, n in offsets.items()}):
-            done.update(offsets)
+            guard.committed.update(offsets)
 
     async def _fill(
         self, guard: OffsetGuard, gaps: dict[tuple[str, int], tuple[int, int]]

@@ -203,10 +203,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             await asyncio.sleep(0)
             since_yield = 0
         last = read_offset[tp]
-        acks = conductor.acks_enabled_for(message.topic)
-        if last and first - last > 1 and acks:
+        if last and first - last > 1 and conductor.acks_enabled_for(message.topic):
             await self._add_gap(tp, last + 1, first)
-        if message.offset > first and acks:
+        if message.offset > first and conductor.acks_enabled_for(message.topic):
             # The chunk's records before its last: acknowledged with the last (a gap counts
             # only up to the highest acknowledged offset).
             await self._add_gap(tp, first, message.offset - 1)
@@ -242,7 +241,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                 if active is not None and tp not in active and tp not in self._buffered_partitions:
                     continue
                 last = read_offset[tp]
-                if last is not None:
+                if last is not None and records and records[0].offset < last:
                     # Read already (a seek back); Faust drops these too.
                     records = [r for r in records if r.offset >= last]
                 if tp.topic in _CHUNKED:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from producers.publisher import Publisher
@@ -72,6 +73,14 @@ class Pipeline:
         with Publisher(self.settings.kafka_bootstrap, self.settings.input_topic) as pub:
             for r in records:
                 pub.send_raw(r.key, r.value)
+            pub.flush()
+
+    def publish_raw(self, raws: Iterable[bytes]) -> None:
+        """Send event JSON to the input topic, each keyed by its enterprise_id; returns once
+        Kafka acknowledged them all."""
+        with Publisher(self.settings.kafka_bootstrap, self.settings.input_topic) as pub:
+            for raw in raws:
+                pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
             pub.flush()
 
     def full_env(self) -> dict[str, str]:

@@ -241,17 +241,11 @@ def test_supplier_readiness_alert_fires_and_resolves(pipeline, tmp_path: Path) -
         ]
         client = p.clickhouse()
 
-        def publish(batch: list[bytes]) -> None:
-            with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-                for raw in batch:
-                    pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
-                pub.flush()
-
         # The suppliers first: once S1's resumption is in ClickHouse, the worker has forwarded
         # it to the supply agent, ahead of KEY's subscription on S1's partition. Published all
         # at once, KEY could subscribe before S1's status arrived and fire at 0.0 (the value a
         # transition carries is the one at the moment it is detected).
-        publish(events[1:4])
+        p.publish_raw(events[1:4])
         p.wait_for(
             lambda: (
                 client.execute(
@@ -263,7 +257,7 @@ def test_supplier_readiness_alert_fires_and_resolves(pipeline, tmp_path: Path) -
             120,
             "S1's resumption",
         )
-        publish([events[0], events[4]])
+        p.publish_raw([events[0], events[4]])
         p.wait_for(
             lambda: client.execute("SELECT count() FROM alerts FINAL")[0][0] == 2,
             120,

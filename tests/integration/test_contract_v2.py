@@ -9,16 +9,8 @@ from datetime import date
 import orjson
 
 from producers.events import AppealOpened, AppealResolved, EnterpriseRegistered, StatusChanged
-from producers.publisher import Publisher
 from producers.simulator import SimConfig, Summary, stream
 from tests.reference import expected_enterprise_daily, expected_rows
-
-
-def _send(p, raws: list[bytes]) -> None:  # type: ignore[no-untyped-def]
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for raw in raws:
-            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
-        pub.flush()
 
 
 def _dead_letters(client) -> int:  # type: ignore[no-untyped-def]
@@ -44,7 +36,7 @@ def test_a_late_connecting_source_backfills_its_history_in_full(pipeline) -> Non
     raws = [*first, *last]
     want = expected_rows(raws)
     assert want != expected_rows(first)  # the backfill changes the rows
-    _send(p, raws)
+    p.publish_raw(raws)
     client = p.clickhouse()
     p.wait_for(lambda: p.region_rows(client) == want, 240, "region_metrics with the backfill")
     want_daily = expected_enterprise_daily(raws)
@@ -108,7 +100,7 @@ def test_the_same_event_id_from_two_sources_counts_twice(pipeline) -> None:  # t
         ),
     ]
     raws += raws  # everything re-sent: still once each
-    _send(p, raws)
+    p.publish_raw(raws)
     want = expected_rows(raws)
     district = ("district", "黑龍江省", "哈爾濱市", "平房區", "*", 0)
     assert want[(date(2020, 2, 12), *district)][:5] == (1, 0, 1, 0, 1)  # filed, reported

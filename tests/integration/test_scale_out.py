@@ -7,7 +7,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from producers.publisher import Publisher
 from tests.histories import random_history
 from tests.reference import (
     expected_enterprise_daily,
@@ -25,10 +24,7 @@ def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # 
     p.start("sink")
     p.wait_for_workers(workers)
     raws = random_history(seed, enterprises=120, days=12)
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for raw in raws:
-            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
-        pub.flush()
+    p.publish_raw(raws)
     client = p.clickhouse()
     want = expected_rows(raws)
     p.wait_for(lambda: p.region_rows(client) == want, 240, "region_metrics to equal the reference")
@@ -76,10 +72,7 @@ def test_random_history_is_exact(pipeline, workers: int, seed: int) -> None:  # 
     # The history's own too-late reports (reference.too_late), then these four.
     before = len(too_late(raws))
     p.wait_for(lambda: late_letters() == before, 60, "the history's too-late reports")
-    with Publisher(p.settings.kafka_bootstrap, p.settings.input_topic) as pub:
-        for raw in late:
-            pub.send_raw(orjson.loads(raw)["enterprise_id"].encode(), raw)
-        pub.flush()
+    p.publish_raw(late)
     p.wait_for(lambda: late_letters() == before + 4, 60, "the too-late events in dead_letters")
     assert p.region_rows(client) == want
     if workers == 2:
