@@ -64,8 +64,7 @@ class Run:
         return {
             s.app_id: [
                 s.input_topic,
-                s.contributions_topic,
-                s.rollup_topic,
+                s.partials_topic,
                 s.region_rows_topic,
                 s.supply_topic,
             ]

@@ -25,9 +25,8 @@ def ensure_topics(settings: Settings) -> list[str]:
         wanted = [
             settings.input_topic,
             settings.dlq_topic,
-            settings.contributions_topic,
+            settings.partials_topic,
             settings.region_rows_topic,
-            settings.rollup_topic,
             settings.enterprise_rows_topic,
             settings.alerts_topic,
             settings.supply_topic,

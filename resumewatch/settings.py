@@ -225,8 +225,9 @@ class Settings(BaseSettings):
         return {"min.insync.replicas": "2"} if self.topic_replication >= 3 else {}
 
     @property
-    def contributions_topic(self) -> str:
-        return f"{self.internal_prefix}-contributions"
+    def partials_topic(self) -> str:
+        """The enterprise stage's partial sums, keyed by province, to the region stage."""
+        return f"{self.internal_prefix}-partials"
 
     @property
     def region_rows_topic(self) -> str:
@@ -241,13 +242,9 @@ class Settings(BaseSettings):
         return f"{self.internal_prefix}-supply"
 
     @property
-    def rollup_topic(self) -> str:
-        return f"{self.internal_prefix}-rollup"
-
-    @property
     def changelog_topics(self) -> list[str]:
         """Changelog topics of the worker's tables (Faust's naming)."""
-        tables = ("enterprises", "districts", "rollups", "alerts", "supply")
+        tables = ("enterprises", "regions", "alerts", "supply")
         return [f"{self.app_id}-{t}-changelog" for t in tables]
 
     @property

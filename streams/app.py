@@ -1,10 +1,9 @@
 """The Faust app factory: topics, tables and the agents.
 
-enterprise_agent  enterprise-status (key enterprise_id) -> per-enterprise state,
-                  dead letters, contributions per district
-district_agent    contributions (key district) -> district sums -> district rows, rollups
-rollup_agent      rollup (key city / province) -> sums of district rows -> city, province rows
-alert_agent       region rows -> alert transitions
+enterprise_agent  enterprise-status (key enterprise_id) -> per-enterprise state, enterprise
+                  rows, dead letters, and the partition's partial sums per (district, scope,
+                  day) of every cell a batch touched
+region_agent      partials (key province) -> district, city and province rows -> region alerts
 supply_agent      status and supplier timelines -> supplier readiness -> supplier alerts
 
 Every agent runs its batches through the commit protocol of ``streams.runtime.checkpoint``:
@@ -22,11 +21,10 @@ import faust
 from faust.sensors.monitor import Monitor
 
 from resumewatch.settings import Settings
-from streams.alerts.handler import AlertProcessor
 from streams.alerts.rules import load_rules
 from streams.enterprise.handler import EnterpriseProcessor
 from streams.metrics import WorkerMetrics, serve
-from streams.regions.handler import DistrictProcessor, RollupProcessor
+from streams.regions.handler import RegionProcessor
 from streams.runtime import internals, store
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.state import Result, Topics
@@ -136,11 +134,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     # Chunked: committed by the checkpoint, not through Faust's acknowledgements.
     source = app.topic(settings.input_topic, schema=RawSchema(), acks=False, maxsize=CHUNK_BUFFER)
-    contributions = topic(settings.contributions_topic, internal=True)
-    rollup = topic(settings.rollup_topic, internal=True)
-    region_rows = topic(settings.region_rows_topic, internal=True)
+    partials = topic(settings.partials_topic, internal=True)
     supply_topic = topic(settings.supply_topic, internal=True)
     # Declared so that Faust creates them when missing.
+    topic(settings.region_rows_topic, internal=True)
     topic(settings.enterprise_rows_topic, internal=True)
     topic(settings.alerts_topic)
 
@@ -165,9 +162,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         grace_days=settings.grace_days,
         supply=any(r.metric == "supplier_readiness" for r in rules),
     )
-    dist = DistrictProcessor(topics, table("districts"), partitions=n)
-    roll = RollupProcessor(topics, table("rollups"), partitions=n)
-    alerts = AlertProcessor(topics, table("alerts"), rules)
+    regions = RegionProcessor(topics, table("regions"), table("alerts"), rules, partitions=n)
     supply = SupplyProcessor(topics, table("supply"), rules, partitions=n)
     if metrics is None:
         own = metrics = WorkerMetrics()
@@ -200,8 +195,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     async def forget_aggregates(*_: Any, **__: Any) -> None:
         # Partitions moved: rebuild the in-memory sums from the (recovered) tables on next use.
-        dist.reset()
-        roll.reset()
+        ent.reset()
+        regions.reset()
         checkpoint.forget()
 
     app.on_partitions_revoked.connect(forget_aggregates)
@@ -233,9 +228,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     checkpoint.agent(
         source, "enterprise_agent", ent, settings.batch_max, within, done, chunked=True
     )
-    checkpoint.agent(contributions, "district_agent", dist, PACKED_BUFFER, within, done)
-    checkpoint.agent(rollup, "rollup_agent", roll, PACKED_BUFFER, within, done)
-    checkpoint.agent(region_rows, "alert_agent", alerts, PACKED_BUFFER, within, done)
+    checkpoint.agent(partials, "region_agent", regions, PACKED_BUFFER, within, done)
     checkpoint.agent(supply_topic, "supply_agent", supply, PACKED_BUFFER, within, done)
     return app
 

@@ -109,27 +109,34 @@ class RegionRow:
             "district": district,
             "sector": sector,
             "above_scale_only": int(above),
-            "enterprises": v[0],
-            "resumed": v[3],
-            "filed": v[2],
-            "suspended": v[1],
-            "resumption_rate": _rate(v[3], v[0]),
-            "reports_received": v[6],
-            "report_compliance": _rate(v[6], v[0]),
-            "staff_on_duty": v[7],
-            "staff_normal": v[8],
-            "workforce_rate": _rate(v[7], v[8]),
-            "output_value": v[9] / 100,
-            "capacity_value": v[10] / 100,
-            "capacity_attainment": _rate(v[9], v[10]),
-            "appeals_opened": v[4],
-            "appeals_resolved": v[5],
-            "appeal_resolution_rate": _rate(v[5], v[4]),
+            **metric_values(v),
             "version": version,
         }
 
     def to_json(self, version: int) -> bytes:
         return orjson.dumps(self.as_dict(version))
+
+
+def metric_values(v: tuple[int, ...]) -> dict[str, int | float | None]:
+    """The §3 columns of a metric vector."""
+    return {
+        "enterprises": v[0],
+        "resumed": v[3],
+        "filed": v[2],
+        "suspended": v[1],
+        "resumption_rate": _rate(v[3], v[0]),
+        "reports_received": v[6],
+        "report_compliance": _rate(v[6], v[0]),
+        "staff_on_duty": v[7],
+        "staff_normal": v[8],
+        "workforce_rate": _rate(v[7], v[8]),
+        "output_value": v[9] / 100,
+        "capacity_value": v[10] / 100,
+        "capacity_attainment": _rate(v[9], v[10]),
+        "appeals_opened": v[4],
+        "appeals_resolved": v[5],
+        "appeal_resolution_rate": _rate(v[5], v[4]),
+    }
 
 
 def _rate(num: int, den: int) -> float | None:

@@ -1,28 +1,28 @@
-"""The alert stage's batch handler: region rows (key region) -> per (region, scope) day
-series -> alert transitions (rules and their state machine: ``streams.alerts.rules``)."""
+"""Region alert rules over the region stage's day series -> alert transitions (rules and
+their state machine: ``streams.alerts.rules``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from streams.alerts.rules import REGION_METRICS, Rule, Step, new_transitions
-from streams.runtime.state import KEY_SEP, Out, Result, TableState, Topics, Versions, unpack
+from streams.alerts.rules import REGION_METRICS, Point, Rule, Step, new_transitions
+from streams.core import SEP, metric_values, split_region_key
+from streams.runtime.state import KEY_SEP, Out, TableState, Topics, Versions
 
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
+Series = list[tuple[int, tuple[int, ...]]]  # (day, metric vector), in day order
 
 
-class AlertProcessor:
-    """region rows (key region) -> per (region, scope) day series -> alert transitions.
-
-    After every change the rules are evaluated over the whole series again, and the
-    transitions not emitted yet are emitted: the alerts firing now always equal the
-    evaluation of the current data. An alert that a correction undoes (it would never have
-    fired) is resolved.
-    """
+class RegionAlerts:
+    """Per (region, sector, above-size) scope with rules: after any change of its rows the
+    rules are evaluated over the scope's whole day series again, and the transitions not
+    emitted yet are emitted, so the alerts firing now always equal the evaluation of the
+    current data. An alert that a correction undoes (it would never have fired) is resolved.
+    The table keeps, per scope, the transitions emitted so far."""
 
     def __init__(self, topics: Topics, table: Any, rules: Sequence[Rule]) -> None:
         self.topics = topics
@@ -33,51 +33,55 @@ class AlertProcessor:
                 key = (rule.level, rule.sector, rule.above_scale_only)
                 self.by_scope.setdefault(key, []).append(rule)
 
-    def process(self, events: Sequence[Any]) -> Result:
-        out: list[Out] = []
-        changed: dict[bytes, tuple[int, dict[str, Any], list[Rule], dict[str, Any]]] = {}
-        for p, region, d in unpack(events):
-            rules = self.by_scope.get((d["level"], d["sector"], d["above_scale_only"]))
-            if not rules:
-                continue
-            key = f"{region}{KEY_SEP}{d['sector']}{KEY_SEP}{d['above_scale_only']}"
-            skey = key.encode()
-            entry = changed.get(skey)
-            if entry is None:
-                st = self.state.get(skey) or {"d": {}, "e": {}}
-                scope = {k: d[k] for k in ALERT_SCOPE}
-                entry = changed[skey] = (p, st, rules, scope)
-            series = entry[1]["d"]
-            if d.get("deleted"):
-                series.pop(d["day"], None)
-            else:
-                series[d["day"]] = [d["enterprises"], {r.metric: d[r.metric] for r in rules}]
-        transitions: list[dict[str, Any]] = []
-        at = datetime.now(UTC).replace(microsecond=0).isoformat()
-        versions = Versions(self.state)  # also orders the transitions within the batch
-        for skey, (p, st, rules, scope) in changed.items():
-            for rule in rules:
-                for record in self._evaluate(rule, st, scope, at):
-                    record["version"] = versions.take(p)
-                    transitions.append(record)
-                    out.append(
-                        Out(self.topics.alerts, record["alert_id"].encode(), orjson.dumps(record))
-                    )
-            self.state.put(p, skey, st, out)
-        versions.save(out)
-        return Result(out, transitions)
+    def rules(self, region: str, scope: str) -> list[Rule]:
+        """The rules of a region key's scope ("sector<SEP>above")."""
+        sector, above = scope.split(SEP)
+        return self.by_scope.get((region.split(SEP, 1)[0], sector, int(above)), [])
 
-    def _evaluate(
-        self, rule: Rule, st: dict[str, Any], scope: dict[str, Any], at: str
-    ) -> Iterator[dict[str, Any]]:
-        days = sorted(st["d"])
-        series = [
-            (date.fromisoformat(day).toordinal(), st["d"][day][1].get(rule.metric), st["d"][day][0])
-            for day in days
-        ]
-        scope_key = tuple(str(scope[k]) for k in ALERT_SCOPE) + ("",)
-        for aid, step in new_transitions(rule, series, scope_key, st["e"]):
-            yield alert_record(rule, aid, step, {**scope, "enterprise_id": ""}, at)
+    def evaluate(
+        self,
+        partition: int,
+        region: str,
+        scope: str,
+        series: Series,
+        versions: Versions,
+        out: list[Out],
+    ) -> list[dict[str, Any]]:
+        """The new transitions of a scope's rules over its ``series`` (records in ``out``,
+        with versions from ``versions``), its state saved to ``partition``."""
+        rules = self.rules(region, scope)
+        if not rules:
+            return []
+        key = f"{region}{KEY_SEP}{scope.replace(SEP, KEY_SEP)}".encode()
+        st = self.state.get(key) or {"e": {}}
+        emitted = st["e"]
+        level, province, city, district = split_region_key(region)
+        sector, above = scope.split(SEP)
+        where: dict[str, Any] = {
+            "level": level,
+            "province": province,
+            "city": city,
+            "district": district,
+            "sector": sector,
+            "above_scale_only": int(above),
+        }
+        at = datetime.now(UTC).replace(microsecond=0).isoformat()
+        values = [(day, metric_values(v)) for day, v in series]
+        scope_key = tuple(str(where[k]) for k in ALERT_SCOPE) + ("",)
+        transitions = []
+        for rule in rules:
+            points: list[Point] = [
+                (day, cast(float | None, m[rule.metric]), cast(int, m["enterprises"]))
+                for day, m in values
+            ]
+            for aid, step in new_transitions(rule, points, scope_key, emitted):
+                record = alert_record(rule, aid, step, {**where, "enterprise_id": ""}, at)
+                record["version"] = versions.take(partition)
+                transitions.append(record)
+                out.append(Out(self.topics.alerts, aid.encode(), orjson.dumps(record)))
+        if transitions:  # ``emitted`` changes only with them
+            self.state.put(partition, key, {"e": emitted}, out)
+        return transitions
 
 
 def alert_record(

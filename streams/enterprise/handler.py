@@ -1,6 +1,6 @@
 """The enterprise stage's batch handler: enterprise-status (key enterprise_id) ->
-per-enterprise state (``streams.enterprise.state``) -> district contributions, enterprise
-rows and dead letters."""
+per-enterprise state (``streams.enterprise.state``) -> partial sums per (district, scope,
+day) (``streams.enterprise.partials``), enterprise rows and dead letters."""
 
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ from producers.events import (
     InvalidEvent,
     decode,
 )
-from streams.core import day_text, event_day
+from streams.core import day_text, event_day, parents, stable_partition
 from streams.enterprise import state as enterprise
-from streams.runtime.state import Clocks, Out, Result, TableState, Topics, pack
+from streams.enterprise.partials import Partials
+from streams.enterprise.state import NEVER
+from streams.runtime.state import META, Clocks, Out, Result, TableState, Topics, pack
+from streams.wire import PartialSums
 
 
 @dataclass(slots=True)
@@ -33,14 +36,17 @@ class _Touched:
     partition: int
     state: dict[str, Any]
     segments: bool = False  # profile, status or appeals: the day segments
+    # The day segments per district before the batch's first profile, status or appeal event
+    old_segs: dict[str, list[list[Any]]] | None = None
     reports: dict[int, list[Any]] = field(default_factory=dict)  # day -> report, changed
     old_prof: list[list[Any]] | None = None  # the profile rows before the batch, if changed
-    prof_from: int = 1 << 30  # the first day a registration of the batch affects
+    prof_from: int = NEVER  # the first day a registration of the batch affects
     nr_before: int = 0  # the newest report day accepted before the batch
 
 
 class EnterpriseProcessor:
-    """enterprise-status (key enterprise_id) -> per-enterprise state -> district contributions."""
+    """enterprise-status (key enterprise_id) -> per-enterprise state -> partial sums per
+    (district, scope, day), enterprise rows and dead letters."""
 
     def __init__(
         self,
@@ -58,8 +64,37 @@ class EnterpriseProcessor:
         self.grace_days = grace_days
         self.state = TableState(table)
         self.supply = supply  # feed the supply agent (only needed for supplier rules)
+        self.partials = Partials()
+        self.built: set[int] = set()  # source partitions whose partial sums are in memory
         # events, duplicates, dead_letter:<kind> of the batch being handled
         self.tally: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        """Partitions moved: rebuild the partial sums from the (recovered) table on next use."""
+        self.built.clear()
+
+    def ensure(self, p: int) -> None:
+        """The partial sums of partition ``p``, from its enterprises' states; all of them
+        are sent with the batch (the region stage may have missed the last ones)."""
+        if p in self.built:
+            return
+        self.partials.drop(p)
+        for key, raw in self.state.items_in(p):
+            if not key.startswith(META):
+                self._add(p, orjson.loads(raw), 1)
+        self.partials.touch_all(p)
+        self.built.add(p)
+
+    def _add(self, p: int, st: dict[str, Any], sign: int) -> None:
+        """Add (or subtract) everything an enterprise's state contributes."""
+        segs = enterprise.segment_contributions(enterprise.timeline(st))
+        for district, s in segs.items():
+            self.partials.segments(p, district, s, sign)
+        prof = st["prof"]
+        for day, held in st.get("r", {}).items():
+            c = enterprise.report_contribution(prof, int(day), enterprise.unpack_report(held))
+            if c is not None:
+                self.partials.report(p, c[0], int(day), c[1], sign)
 
     def _dead_letter(self, out: list[Out], event: Any, reason: str, kind: str) -> None:
         self.tally[f"dead_letter:{kind}"] += 1
@@ -73,10 +108,6 @@ class EnterpriseProcessor:
         ]
         out.append(Out(self.topics.dead_letters, msg.key, msg.value, None, headers))
 
-    def _contribute(self, out: list[Out], district: str, body: dict[str, Any]) -> None:
-        # ``pack`` routes it to the district's partition.
-        out.append(Out(self.topics.contributions, district.encode(), orjson.dumps(body)))
-
     def _report(self, day: int, entry: _Touched) -> list[Any] | None:
         """The enterprise's report for ``day``: changed in this batch, or as stored."""
         rep = entry.reports.get(day)
@@ -85,47 +116,46 @@ class EnterpriseProcessor:
         held = entry.state["r"].get(str(day))
         return None if held is None else enterprise.unpack_report(held)
 
-    def _derive(self, eid: str, entry: _Touched, newest: int, out: list[Out]) -> None:
-        """The contributions (and rows) of what changed in an enterprise during a batch."""
-        st, seq = entry.state, entry.state["seq"]
+    def _derive(self, eid: str, entry: _Touched, out: list[Out]) -> None:
+        """What changed in an enterprise during a batch: its partial sums (the old state's
+        contributions out, the new one's in), and its rows."""
+        st, p, partials = entry.state, entry.partition, self.partials
         if entry.segments:
             tl = enterprise.timeline(st)
             segs = enterprise.segment_contributions(tl)
             record = enterprise.timeline_record(eid, st, tl)
             out.append(Out(self.topics.enterprise_rows, eid.encode(), orjson.dumps(record)))
-            for key in sorted(set(segs) | set(st["districts"])):
-                self._contribute(out, key, {"e": eid, "q": seq, "s": segs.get(key, [])})
-            st["districts"] = sorted(segs)
+            for district, s in (entry.old_segs or {}).items():
+                partials.segments(p, district, s, -1)
+            for district, s in segs.items():
+                partials.segments(p, district, s, 1)
             if self.supply:
                 body = {
                     "k": "ent",
                     "e": eid,
-                    "q": seq,
+                    "q": st["seq"],
                     "st": enterprise.status_timeline(tl),
                     "sl": enterprise.supplier_timeline(tl),
                 }
                 out.append(Out(self.topics.supply, eid.encode(), orjson.dumps(body)))
-        # A report's version is [profile seq, report time]: a profile change or a later
-        # correction both make it newer.
         days = set(entry.reports)
         if entry.old_prof is not None:
             # A registration can move every later report day to another district or sector.
             days.update(d for d in map(int, st["r"]) if d >= entry.prof_from)
         prof = st["prof"]
-        for day in sorted(days):
-            rep = self._report(day, entry)
-            if rep is None:
-                continue
-            version = [seq, rep[0]]
-            now = enterprise.report_contribution(prof, day, rep)
-            before = None
-            if entry.old_prof is not None:
-                p = enterprise.report_district(entry.old_prof, day)
-                before = enterprise.district_of(p) if p is not None else None
-            if now is not None:
-                self._contribute(out, now[0], {"e": eid, "q": version, "d": day, "r": now[1]})
-            if before is not None and (now is None or now[0] != before):
-                self._contribute(out, before, {"e": eid, "q": version, "d": day, "r": None})
+        old_prof = prof if entry.old_prof is None else entry.old_prof
+        for day in days:
+            held = st["r"].get(str(day))  # as before the batch (``keep_reports`` comes after)
+            old = None if held is None else enterprise.unpack_report(held)
+            new = entry.reports.get(day, old)
+            if old is not None:
+                c = enterprise.report_contribution(old_prof, day, old)
+                if c is not None:
+                    partials.report(p, c[0], day, c[1], -1)
+            if new is not None:
+                c = enterprise.report_contribution(prof, day, new)
+                if c is not None:
+                    partials.report(p, c[0], day, c[1], 1)
 
     def process(self, events: Sequence[Any]) -> Result:
         out: list[Out] = []
@@ -136,9 +166,12 @@ class EnterpriseProcessor:
         self.tally["events"] += len(events)
         rows = self.topics.enterprise_rows
         received_at = int(now.timestamp())
+        last: dict[int, int] = {}  # partition -> offset of its last message in the batch
         for event in events:
             msg = event.message
             p = msg.partition
+            self.ensure(p)
+            last[p] = msg.offset
             raw = msg.value if msg.value is not None else b""
             try:
                 ev = decode(raw, now)
@@ -202,6 +235,8 @@ class EnterpriseProcessor:
                     out.append(Out(rows, ekey, orjson.dumps(record)))
                 continue
             st = entry.state
+            if entry.old_segs is None:
+                entry.old_segs = enterprise.segment_contributions(enterprise.timeline(st))
             if isinstance(ev, EnterpriseRegistered):
                 if entry.old_prof is None:
                     entry.old_prof = list(st["prof"])
@@ -220,25 +255,38 @@ class EnterpriseProcessor:
         for eid, entry in touched.items():
             if not (entry.segments or entry.reports):
                 continue
-            newest = clocks.get(entry.partition)
-            self._derive(eid, entry, newest, out)
+            self._derive(eid, entry, out)
             if entry.reports:
                 enterprise.keep_reports(
                     entry.state, entry.reports, self.grace_days, entry.nr_before
                 )
             self.state.put(entry.partition, eid.encode(), entry.state, out)
         clocks.save(out)
+        for p, by_district in self.partials.take().items():
+            clock = clocks.get(p)
+            for district, cells in by_district.items():
+                province = parents(district)[1]
+                sums = PartialSums(p, last[p], clock, district, cells)
+                out.append(
+                    Out(
+                        self.topics.partials,
+                        province.encode(),
+                        sums.to_json(),
+                        stable_partition(province, n),
+                    )
+                )
         for p in clocks.advanced:
-            clock = {
+            clock_row = {
                 "t": "clock",
                 "partition": p,
                 "newest_day": clocks.values[p],
                 "version": clocks.values[p],
             }
-            out.append(Out(self.topics.enterprise_rows, b"", orjson.dumps(clock)))
-            tick = orjson.dumps({"tick": clocks.values[p]})
+            out.append(Out(self.topics.enterprise_rows, b"", orjson.dumps(clock_row)))
+            tick = PartialSums(p, last[p], clocks.values[p]).to_json()
+            stick = orjson.dumps({"tick": clocks.values[p]})
             for q in range(n):
-                out.append(Out(self.topics.contributions, b"\x00tick", tick, q))
+                out.append(Out(self.topics.partials, b"\x00tick", tick, q))
                 if self.supply:
-                    out.append(Out(self.topics.supply, b"\x00tick", tick, q))
+                    out.append(Out(self.topics.supply, b"\x00tick", stick, q))
         return Result(pack(out, self.topics.packed, n), counts=self.tally)

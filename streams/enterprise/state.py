@@ -32,13 +32,13 @@ P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KE
 def new_state() -> dict[str, Any]:
     # prof: profile rows; st: [ts_us, ident, day, status]; ap: appeal_id -> [open_ts,
     # open_day, category, res_ts, res_day]; seq: changes so far, a monotonic version;
-    # districts: district keys last sent segments to; r: day (as text) -> report row
+    # r: day (as text) -> report row
     # (``apply_report``, as ``pack_report`` text); nr: the newest report day accepted, which
     # a report must be within the grace of (``too_late``).
     # Re-applying an event changes nothing without a list of seen event ids: a profile or
     # status row carries its identity, a report is replaced only by a later one, and an
     # appeal keeps its earliest times.
-    return {"prof": [], "st": [], "ap": {}, "seq": 0, "districts": [], "r": {}, "nr": 0}
+    return {"prof": [], "st": [], "ap": {}, "seq": 0, "r": {}, "nr": 0}
 
 
 def identity(ev: AnyEvent) -> str:

@@ -1,16 +1,17 @@
-"""The region stages' batch handlers: district contributions -> district sums
-(``streams.regions.aggregates``) -> district rows and rollup updates; rollup updates -> city
-and province rows."""
+"""The region stage's batch handler: partial sums (key province) -> district sums
+(``streams.regions.aggregates``) -> district, city and province rows -> region alerts
+(``streams.alerts.handler``), all in one agent."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import orjson
 
-from streams.core import parents, stable_partition
-from streams.enterprise.state import segments_changed_from
+from streams.alerts.handler import RegionAlerts, Series
+from streams.alerts.rules import Rule
+from streams.core import parents, region_key, split_region_key, stable_partition
 from streams.regions.aggregates import DistrictAgg, RollupAgg
 from streams.runtime.state import (
     KEY_SEP,
@@ -24,164 +25,155 @@ from streams.runtime.state import (
     pack,
     unpack,
 )
+from streams.wire import PartialSums
 
-A = TypeVar("A", DistrictAgg, RollupAgg)
 
+class RegionProcessor:
+    """partials (key province) -> rows of the province's districts, cities and itself.
 
-class _Lazy(Generic[A]):
-    """In-memory aggregates per region key, rebuilt from the table once per partition after
-    (re)assignment."""
+    The table holds, per source partition and cell (district, scope, day), the newest
+    version of the partition's partial sums; a district's sums are those of every partition
+    added up. The sums of cities and provinces, and the district sums themselves, live in
+    memory and are rebuilt from the table once per partition after (re)assignment.
+    """
 
-    def __init__(self, topics: Topics, table: Any, *, partitions: int) -> None:
+    def __init__(
+        self,
+        topics: Topics,
+        table: Any,
+        alert_table: Any,
+        rules: Sequence[Rule],
+        *,
+        partitions: int,
+    ) -> None:
         self.topics = topics
         self.state = TableState(table)
+        self.alerts = RegionAlerts(topics, alert_table, rules)
         self.partitions = partitions
         self.built: set[int] = set()
-        self.aggs: dict[str, A] = {}
+        self.districts: dict[str, DistrictAgg] = {}
+        self.rollups: dict[str, RollupAgg] = {}
+        self.homes: dict[str, int] = {}  # region key -> its partition (its province's)
 
     def reset(self) -> None:
+        """Partitions moved: rebuild the sums from the (recovered) table on next use."""
         self.built.clear()
 
-    def ensure(self, p: int) -> None:
-        if p in self.built:
+    def home(self, region: str) -> int:
+        q = self.homes.get(region)
+        if q is None:
+            province = region_key("province", split_region_key(region)[1])
+            q = self.homes[region] = stable_partition(province, self.partitions)
+        return q
+
+    def _district(self, key: str) -> DistrictAgg:
+        agg = self.districts.get(key)
+        if agg is None:
+            agg = self.districts[key] = DistrictAgg(key)
+        return agg
+
+    def _rollup(self, key: str) -> RollupAgg:
+        agg = self.rollups.get(key)
+        if agg is None:
+            agg = self.rollups[key] = RollupAgg(key)
+        return agg
+
+    def ensure(self, q: int, clocks: Clocks, review: set[tuple[str, str]]) -> None:
+        """The sums of partition ``q`` from its table; every alert scope is reviewed (the
+        alert table may not have seen the last rows)."""
+        if q in self.built:
             return
-        self.drop(p)
+        for aggs in (self.districts, self.rollups):
+            for key in [k for k in aggs if self.home(k) == q]:
+                del aggs[key]
         for raw_key, raw in self.state.items():
             if raw_key.startswith(META):
                 continue
-            parts = raw_key.decode().split(KEY_SEP)
-            if stable_partition(parts[0], self.partitions) == p:
-                self.load(parts, orjson.loads(raw))
-        self.loaded(p)
-        self.built.add(p)
+            province, _p, district, scope, cell_day = raw_key.decode().split(KEY_SEP)
+            if stable_partition(province, self.partitions) == q:
+                self._district(district).apply(scope, int(cell_day), None, orjson.loads(raw)[1])
+        newest = clocks.get(q)
+        for key, agg in list(self.districts.items()):
+            if self.home(key) != q:
+                continue
+            agg.mark_emitted()
+            city, province = parents(key)
+            for scope in agg.scopes():
+                review.add((key, scope))
+                first = agg.first(scope)
+                assert first is not None
+                for day, v in agg.values(scope, first, newest):
+                    self._rollup(city).replace(key, day, scope, v)
+                    self._rollup(province).replace(key, day, scope, v)
+        for key, roll in self.rollups.items():
+            if self.home(key) == q:
+                review.update((key, scope) for scope in roll.scopes())
+        self.built.add(q)
 
-    def loaded(self, p: int) -> None:
-        """Called when partition ``p`` was rebuilt from the table."""
-
-    def drop(self, p: int) -> None:
-        for key in [k for k in self.aggs if stable_partition(k, self.partitions) == p]:
-            del self.aggs[key]
-
-    def load(self, parts: list[str], value: Any) -> None:
-        raise NotImplementedError
-
-
-class DistrictProcessor(_Lazy[DistrictAgg]):
-    """contributions (key district) -> DistrictAgg -> district rows and rollup updates."""
-
-    def load(self, parts: list[str], value: Any) -> None:
-        agg = self.aggs.setdefault(parts[0], DistrictAgg(parts[0]))
-        segments, reports = value
-        if segments is not None:
-            agg.replace_segments(None, segments[0], segments[1])
-        for day, held in reports.items():
-            agg.replace_report(None, int(day), held[0], held[1])
-
-    def loaded(self, p: int) -> None:
-        for key, agg in self.aggs.items():
-            if stable_partition(key, self.partitions) == p:
-                agg.mark_emitted()
+    def _series(self, region: str, scope: str, newest: int) -> Series:
+        agg = self.districts.get(region)
+        if agg is not None:
+            first = agg.first(scope)
+            return [] if first is None else list(agg.values(scope, first, newest))
+        return self.rollups[region].values(scope)
 
     def process(self, events: Sequence[Any]) -> Result:
         out: list[Out] = []
         clocks = Clocks(self.state)
         changed: dict[str, int] = {}  # district -> first day to emit
-        # A member's value: [[seq, segments] or None, {day: [version, report]}], one key per
-        # district and enterprise; the table's copy is the only one. Written once a batch.
-        members: dict[bytes, tuple[int, list[Any]]] = {}
-        dirty: set[bytes] = set()
-        for p, key, body in unpack(events):
-            self.ensure(p)
-            if "tick" in body:
-                clocks.advance(p, body["tick"])
+        review: set[tuple[str, str]] = set()  # (region, scope) whose alerts to evaluate
+        written: dict[bytes, tuple[int, list[Any]]] = {}  # key -> (partition, [version, cell])
+        for q, province, body in unpack(events):
+            self.ensure(q, clocks, review)
+            sums = PartialSums.of(body)
+            clocks.advance(q, sums.clock)
+            if not sums.district:
                 continue
-            agg = self.aggs.get(key)
-            if agg is None:
-                agg = self.aggs[key] = DistrictAgg(key)
-            eid, seq = body["e"], body["q"]
-            skey = f"{key}{KEY_SEP}{eid}".encode()
-            held = members.get(skey)
-            if held is None:
-                held = members[skey] = (p, self.state.get(skey) or [None, {}])
-            member = held[1]
-            if "s" in body:
-                old = member[0]
-                if not agg.replace_segments(old, seq, body["s"]):
-                    continue  # a stale copy of an older version
-                first = segments_changed_from(old[1] if old else None, body["s"])
-                if first is not None:
-                    changed[key] = min(changed.get(key, first), first)
-                member[0] = [seq, body["s"]]
-                dirty.add(skey)
-                continue
-            day, vec = body["d"], body["r"]
-            reports = member[1]
-            if not agg.replace_report(reports.get(str(day)), day, seq, vec):
-                continue
-            changed[key] = min(changed.get(key, day), day)
-            if vec is None:
-                reports.pop(str(day), None)
-            else:
-                reports[str(day)] = [seq, vec]
-            dirty.add(skey)
-        for skey in dirty:
-            p, member = members[skey]
-            if member[0] is None and not member[1]:
-                self.state.delete(p, skey, out)
-            else:
-                self.state.put(p, skey, member, out)
-        for p, before in clocks.advanced.items():
-            for key in self.aggs:
-                if stable_partition(key, self.partitions) == p:
-                    changed[key] = min(changed.get(key, before + 1), before + 1)
+            district = sums.district
+            agg = self._district(district)
+            prefix = KEY_SEP.join((province, str(sums.partition), district, ""))
+            for scope, day, values in sums.cells:
+                key = f"{prefix}{scope}{KEY_SEP}{day}".encode()
+                held = written.get(key)
+                cell = held[1] if held is not None else self.state.get(key)
+                if cell is not None and cell[0] > sums.version:
+                    continue  # an older version (a replay): the held one is newer
+                old = None if cell is None else cell[1]
+                if old != values:
+                    agg.apply(scope, day, old, values)
+                    changed[district] = min(changed.get(district, day), day)
+                written[key] = (q, [sums.version, values])
+        for q, before in clocks.advanced.items():
+            for region in self.districts:
+                if self.home(region) == q:
+                    changed[region] = min(changed.get(region, before + 1), before + 1)
         clocks.save(out)
         versions = Versions(self.state)
-        n = self.partitions
-        for key, from_day in changed.items():
-            p = stable_partition(key, n)
-            newest = clocks.get(p)
-            city, province = parents(key)
-            version = versions.of(p)
-            for row in self.aggs[key].rows(from_day, newest):
-                out.append(Out(self.topics.region_rows, key.encode(), row.to_json(version), p))
+        rows_topic = self.topics.region_rows
+        parents_changed: dict[tuple[str, int, str], int] = {}
+        for district, from_day in changed.items():
+            q = self.home(district)
+            version = versions.of(q)
+            city, province = parents(district)
+            for row in self.districts[district].rows(from_day, clocks.get(q)):
+                out.append(Out(rows_topic, district.encode(), row.to_json(version), q))
+                review.add((district, row.scope))
                 v = None if row.deleted else row.v
-                update = orjson.dumps({"c": key, "d": row.day, "s": row.scope, "v": v})
                 for parent in (city, province):
-                    out.append(Out(self.topics.rollup, parent.encode(), update))
+                    if self._rollup(parent).replace(district, row.day, row.scope, v):
+                        parents_changed[(parent, row.day, row.scope)] = q
+        for (parent, day, scope), q in parents_changed.items():
+            row = self.rollups[parent].row(day, scope)
+            out.append(Out(rows_topic, parent.encode(), row.to_json(versions.of(q)), q))
+            review.add((parent, scope))
+        transitions: list[dict[str, Any]] = []
+        for region, scope in sorted(review):
+            if not self.alerts.rules(region, scope):
+                continue
+            q = self.home(region)
+            series = self._series(region, scope, clocks.get(q))
+            transitions += self.alerts.evaluate(q, region, scope, series, versions, out)
+        for cell_key, (q, cell) in written.items():
+            self.state.put(q, cell_key, cell, out)
         versions.save(out)
-        return Result(pack(out, self.topics.packed, n))
-
-
-class RollupProcessor(_Lazy[RollupAgg]):
-    """rollup (key city or province) -> RollupAgg -> city and province rows."""
-
-    def load(self, parts: list[str], value: Any) -> None:
-        parent, child, day, scope = parts
-        agg = self.aggs.setdefault(parent, RollupAgg(parent))
-        agg.replace(child, int(day), scope, tuple(value))
-
-    def process(self, events: Sequence[Any]) -> Result:
-        out: list[Out] = []
-        changed: dict[tuple[str, int, str], int] = {}
-        for p, parent, body in unpack(events):
-            self.ensure(p)
-            agg = self.aggs.get(parent)
-            if agg is None:
-                agg = self.aggs[parent] = RollupAgg(parent)
-            child, day, scope = body["c"], body["d"], body["s"]
-            v = None if body["v"] is None else tuple(body["v"])
-            if agg.replace(child, day, scope, v):
-                changed[(parent, day, scope)] = p
-                key = KEY_SEP.join((parent, child, str(day), scope)).encode()
-                if v is None:
-                    self.state.delete(p, key, out)
-                else:
-                    self.state.put(p, key, v, out)
-        versions = Versions(self.state)
-        for (parent, day, scope), p in changed.items():
-            row = self.aggs[parent].row(day, scope)
-            out.append(
-                Out(self.topics.region_rows, parent.encode(), row.to_json(versions.of(p)), p)
-            )
-        versions.save(out)
-        return Result(pack(out, self.topics.packed, self.partitions))
+        return Result(pack(out, self.topics.packed, self.partitions), transitions)

@@ -39,8 +39,7 @@ class Topics:
 
     dead_letters: str
     alerts: str
-    contributions: str
-    rollup: str
+    partials: str
     region_rows: str
     enterprise_rows: str
     supply: str
@@ -50,8 +49,7 @@ class Topics:
         return cls(
             dead_letters=settings.dlq_topic,
             alerts=settings.alerts_topic,
-            contributions=settings.contributions_topic,
-            rollup=settings.rollup_topic,
+            partials=settings.partials_topic,
             region_rows=settings.region_rows_topic,
             enterprise_rows=settings.enterprise_rows_topic,
             supply=settings.supply_topic,
@@ -60,9 +58,7 @@ class Topics:
     @property
     def packed(self) -> frozenset[str]:
         """The internal topics whose messages are packed (``pack``)."""
-        return frozenset(
-            (self.contributions, self.rollup, self.region_rows, self.enterprise_rows, self.supply)
-        )
+        return frozenset((self.partials, self.region_rows, self.enterprise_rows, self.supply))
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass takes four times as long to build
@@ -167,6 +163,14 @@ class TableState:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         yield from list(self.table.data.items())
+
+    def items_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """The keys and values written to ``partition`` of the changelog (as the store
+        remembers it per group of keys: ``streams.runtime.store``)."""
+        store = self.table.data
+        for key, raw in list(store.items()):
+            if store.partition_of(key) == partition:
+                yield key, raw
 
 
 class Clocks:

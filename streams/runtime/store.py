@@ -37,6 +37,10 @@ class GroupedStore(memory.Store[bytes, bytes]):
         """``key`` was written to ``partition`` of the changelog."""
         self.groups[group_of(key)] = partition
 
+    def partition_of(self, key: bytes) -> int | None:
+        """The changelog partition ``key`` was last written to (None: not known here)."""
+        return self.groups.get(group_of(key))
+
     def apply_changelog_batch(
         self,
         batch: Iterable[Any],

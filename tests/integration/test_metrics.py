@@ -62,7 +62,7 @@ def test_worker_and_sink_metrics_count_what_happened(pipeline) -> None:  # type:
     assert total(w, "resumewatch_worker_batch_events_count", agent="enterprise_agent") > 0
     # Each message is admitted once, also when the consumer delivers some twice.
     assert total(w, "resumewatch_worker_batch_events_sum", agent="enterprise_agent") == len(records)
-    assert total(w, "resumewatch_worker_batch_seconds_count", agent="district_agent") > 0
+    assert total(w, "resumewatch_worker_batch_seconds_count", agent="region_agent") > 0
 
     # Every alert transition the worker emitted is one row of the alerts table.
     def alerts_landed() -> bool:

@@ -12,18 +12,31 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
-from streams.alerts.handler import AlertProcessor
 from streams.alerts.rules import Rule
 from streams.enterprise.handler import EnterpriseProcessor
-from streams.regions.handler import DistrictProcessor, RollupProcessor
+from streams.regions.handler import RegionProcessor
 from streams.runtime.state import Out, Topics
 from streams.supply.handler import SupplyProcessor
 from tests.reference import region_row_key, row_metrics
 
 
+class FakeStore(dict[bytes, bytes]):
+    """A table's store: its values, and the changelog partition of each key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.partitions: dict[bytes, int] = {}
+
+    def place(self, key: bytes, partition: int) -> None:
+        self.partitions[key] = partition
+
+    def partition_of(self, key: bytes) -> int | None:
+        return self.partitions.get(key)
+
+
 class FakeTable:
     def __init__(self, changelog: str) -> None:
-        self.data: dict[bytes, bytes] = {}
+        self.data = FakeStore()
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: changelog)
 
 
@@ -49,8 +62,7 @@ class Ev:
 class Harness:
     settings: Settings = field(default_factory=lambda: Settings(partitions=3))
     ent_table: FakeTable = field(default_factory=lambda: FakeTable("ent-changelog"))
-    dist_table: FakeTable = field(default_factory=lambda: FakeTable("dist-changelog"))
-    roll_table: FakeTable = field(default_factory=lambda: FakeTable("roll-changelog"))
+    region_table: FakeTable = field(default_factory=lambda: FakeTable("region-changelog"))
     rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     dead: list[Out] = field(default_factory=list)
     changelog: list[Out] = field(default_factory=list)
@@ -75,9 +87,9 @@ class Harness:
             supply=any(r.metric == "supplier_readiness" for r in self.rules),
         )
         self.supply = SupplyProcessor(topics, self.supply_table, self.rules, partitions=n)
-        self.alerter = AlertProcessor(topics, self.alert_table, self.rules)
-        self.dist = DistrictProcessor(topics, self.dist_table, partitions=n)
-        self.roll = RollupProcessor(topics, self.roll_table, partitions=n)
+        self.regions = RegionProcessor(
+            topics, self.region_table, self.alert_table, self.rules, partitions=n
+        )
         self.counts: Counter[str] = Counter()  # the enterprise stage's counts, all batches
 
     def _events(self, topic: str, records: list[tuple[bytes | None, bytes, int]]) -> list[Ev]:
@@ -97,14 +109,11 @@ class Harness:
             self._route(result.records)
 
     def _route(self, out: list[Out]) -> None:
-        contrib, rollup, supply, rows = [], [], [], []
+        partials, supply = [], []
         for r in out:
-            if r.topic == self.settings.contributions_topic:
+            if r.topic == self.settings.partials_topic:
                 assert r.partition is not None
-                contrib.append((r.key, r.value, r.partition))
-            elif r.topic == self.settings.rollup_topic:
-                assert r.partition is not None
-                rollup.append((r.key, r.value, r.partition))
+                partials.append((r.key, r.value, r.partition))
             elif r.topic == self.settings.supply_topic:
                 assert r.partition is not None
                 supply.append((r.key, r.value, r.partition))
@@ -117,24 +126,17 @@ class Harness:
                 self.enterprise_rows.append(r)
             elif r.topic == self.settings.region_rows_topic:
                 assert r.value is not None
-                rows.append((r.key, r.value, r.partition or 0))
                 for _region, d in orjson.loads(r.value):
                     key = region_row_key(d)
                     if key not in self.rows or self.rows[key]["version"] <= d["version"]:
                         self.rows[key] = d
             else:
                 self.changelog.append(r)
-        if contrib:
-            result = self.dist.process(self._events(self.settings.contributions_topic, contrib))
-            self._route(result.records)
-        if rollup:
-            result = self.roll.process(self._events(self.settings.rollup_topic, rollup))
+        if partials:
+            result = self.regions.process(self._events(self.settings.partials_topic, partials))
             self._route(result.records)
         if supply:
             result = self.supply.process(self._events(self.settings.supply_topic, supply))
-            self._route(result.records)
-        if rows and self.rules:
-            result = self.alerter.process(self._events(self.settings.region_rows_topic, rows))
             self._route(result.records)
 
     def restore_from_changelog(self) -> None:
@@ -142,21 +144,23 @@ class Harness:
         in-memory sums from the tables."""
         tables = {
             "ent-changelog": self.ent_table,
-            "dist-changelog": self.dist_table,
-            "roll-changelog": self.roll_table,
+            "region-changelog": self.region_table,
             "supply-changelog": self.supply_table,
             "alert-changelog": self.alert_table,
         }
         for t in tables.values():
             t.data.clear()
+            t.data.partitions.clear()
         for r in self.changelog:
-            assert r.key is not None
+            assert r.key is not None and r.partition is not None
+            store = tables[r.topic].data
+            store.place(r.key, r.partition)
             if r.value is None:
-                tables[r.topic].data.pop(r.key, None)
+                store.pop(r.key, None)
             else:
-                tables[r.topic].data[r.key] = r.value
-        self.dist.reset()
-        self.roll.reset()
+                store[r.key] = r.value
+        self.ent.reset()
+        self.regions.reset()
 
     def table(self) -> dict[tuple[Any, ...], tuple[int, ...]]:
         from datetime import date

@@ -1,4 +1,4 @@
-"""The alert agent's batch handler on region rows: transitions, dedup, late re-evaluation."""
+"""Region alerts over a scope's day series: transitions, dedup, late re-evaluation."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 
 from resumewatch.settings import Settings
-from streams.alerts.handler import AlertProcessor
+from streams.alerts.handler import RegionAlerts
 from streams.alerts.rules import parse_rules
-from streams.core import WIDTH, RegionRow, region_key
-from streams.runtime.state import Topics
-from tests.unit.harness import Ev, FakeTable, Msg
+from streams.core import WIDTH, region_key
+from streams.runtime.state import TableState, Topics, Versions
+from tests.unit.harness import FakeTable
 
 RULES = parse_rules(
     """
@@ -29,26 +29,33 @@ KEY = region_key("district", "Hubei", "Wuhan", "Hanyang")
 D0 = date(2020, 2, 10).toordinal()
 
 
-def row(day: int, enterprises: int, resumed: int, deleted: bool = False) -> bytes:
+Row = tuple[int, tuple[int, ...] | None]
+
+
+def row(day: int, enterprises: int, resumed: int, deleted: bool = False) -> Row:
     v = [0] * WIDTH
     v[0], v[3] = enterprises, resumed
-    return RegionRow(D0 + day, KEY, "*\x1f0", tuple(v), deleted=deleted).to_json(1)
+    return D0 + day, None if deleted else tuple(v)
 
 
 class Run:
+    """A scope's rows as the region stage holds them; every feed evaluates the series."""
+
     def __init__(self) -> None:
         self.table = FakeTable("alerts-changelog")
-        self.proc = AlertProcessor(Topics.of(Settings()), self.table, RULES)
-        self.offset = 0
+        self.proc = RegionAlerts(Topics.of(Settings()), self.table, RULES)
+        self.series: dict[int, tuple[int, ...]] = {}
+        self.versions = Versions(TableState(FakeTable("versions")))
 
-    def feed(self, *values: bytes) -> list[dict[str, Any]]:
-        events = []
-        for v in values:
-            self.offset += 1
-            packed = orjson.dumps([[KEY, orjson.Fragment(v)]])
-            events.append(Ev(Msg("region-rows", 0, self.offset, None, packed)))
-        result = self.proc.process(events)
-        out, transitions = result.records, result.transitions
+    def feed(self, *rows: Row) -> list[dict[str, Any]]:
+        for day, v in rows:
+            if v is None:
+                self.series.pop(day, None)
+            else:
+                self.series[day] = v
+        out: list[Any] = []
+        series = sorted(self.series.items())
+        transitions = self.proc.evaluate(0, KEY, "*\x1f0", series, self.versions, out)
         for r in out:
             if r.changelog:
                 assert r.key is not None and r.value is not None
@@ -126,7 +133,7 @@ def test_late_data_that_moves_the_firing_day_gives_a_new_alert() -> None:
 def test_state_survives_a_restart_from_the_changelog() -> None:
     run = Run()
     run.feed(row(0, 10, 4))
-    restarted = AlertProcessor(Topics.of(Settings()), run.table, RULES)
+    restarted = RegionAlerts(Topics.of(Settings()), run.table, RULES)
     run.proc = restarted
     assert run.feed(row(0, 10, 4)) == []  # neither repeated ...
     assert brief(run.feed(row(1, 10, 8))) == [("resolved", "2020-02-11", 0.8)]  # ... nor forgotten

@@ -355,21 +355,35 @@ def test_reports_beyond_the_grace_are_settled_and_still_move_with_a_registration
     assert [r.value for r in h.dead] == [late]
 
 
-def test_a_stale_contribution_never_overwrites_a_newer_one() -> None:
-    from streams.regions.aggregates import DistrictAgg
+def test_a_stale_partial_sum_never_overwrites_a_newer_one() -> None:
+    from streams.core import region_key
+    from streams.regions.handler import RegionProcessor
+    from streams.runtime.state import Topics
+    from streams.wire import CELL, PartialSums
+    from tests.unit.harness import Ev, FakeTable, Msg
 
-    agg = DistrictAgg("district\x1fP\x1fC\x1fD")
-    segs = [[737000, None, "steel", 0, 2, 0, 0]]
-    assert agg.replace_segments(None, 5, segs)
-    assert not agg.replace_segments([5, segs], 4, [[737000, None, "steel", 0, 0, 0, 0]])
-    rep = ["steel", 0, 7, 10, 500, 1000]
-    assert agg.replace_report(None, 737000, 5, rep)
-    assert not agg.replace_report([5, rep], 737000, 4, ["steel", 0, 1, 10, 100, 1000])
-    rows = list(agg.rows(737000, 737000))
-    assert {r.scope: r.v[:4] for r in rows} == {"steel\x1f0": (1, 0, 0, 1), "*\x1f0": (1, 0, 0, 1)}
-    assert {r.v[6:8] for r in rows} == {(1, 7)}
-    assert agg.replace_report([5, rep], 737000, 6, None)  # the report moved elsewhere
-    assert {r.v[6:8] for r in agg.rows(737000, 737000)} == {(0, 0)}
+    settings = Settings(partitions=1)
+    regions = RegionProcessor(Topics.of(settings), FakeTable("r"), FakeTable("a"), [], partitions=1)
+    district = region_key("district", "P", "C", "D")
+    day = 737000
+    offsets = iter(range(100))
+
+    def send(version: int, resumed: int, reports: int) -> dict[str, tuple[int, ...]]:
+        cell = [0] * CELL
+        cell[0], cell[3], cell[6], cell[11] = 1, resumed, reports, 1
+        sums = PartialSums(0, version, day, district, [("*\x1f0", day, cell)])
+        packed = orjson.dumps([[region_key("province", "P"), orjson.Fragment(sums.to_json())]])
+        result = regions.process([Ev(Msg("partials", 0, next(offsets), None, packed))])
+        rows = [orjson.loads(r.value) for r in result.records if r.topic.endswith("metrics")]
+        return {
+            d["level"]: (d["resumed"], d["reports_received"])
+            for _key, d in (row for packed in rows for row in packed)
+        }
+
+    assert send(5, 1, 1) == {"district": (1, 1), "city": (1, 1), "province": (1, 1)}
+    assert send(4, 0, 0) == {}  # older: ignored, nothing changes
+    assert send(5, 1, 1) == {}  # the same version again (a replay): nothing changes
+    assert send(6, 0, 1) == {"district": (0, 1), "city": (0, 1), "province": (0, 1)}
 
 
 @pytest.mark.parametrize("seed", range(20))
