@@ -61,14 +61,7 @@ class Run:
 
     def worker_groups(self) -> dict[str, list[str]]:
         s = self.settings
-        return {
-            s.app_id: [
-                s.input_topic,
-                s.partials_topic,
-                s.region_rows_topic,
-                s.supply_topic,
-            ]
-        }
+        return {s.app_id: [s.input_topic, s.partials_topic, s.supply_topic]}
 
     def sink_groups(self) -> dict[str, list[str]]:
         return {self.settings.sink_group: self.settings.sink_topics}
