@@ -22,6 +22,7 @@ from faust.sensors.monitor import Monitor
 
 from resumewatch.settings import Settings
 from streams.alerts.rules import load_rules
+from streams.enterprise import store as enterprise_store
 from streams.enterprise.handler import EnterpriseProcessor
 from streams.metrics import WorkerMetrics, serve
 from streams.regions.handler import RegionProcessor
@@ -93,6 +94,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     app serves its own once it runs."""
     internals.install()
     store.register()
+    enterprise_store.register()
     datadir = settings.state_dir.resolve() / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -142,8 +144,14 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     topic(settings.alerts_topic)
 
     # Keys and values are bytes (orjson) through the app-wide raw serializers.
-    def table(name: str) -> Any:
-        return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    def table(name: str, store: str | None = None) -> Any:
+        return app.Table(
+            name,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            store=store,
+        )
 
     rules = load_rules(settings.rules_path)
     log.info(
@@ -156,7 +164,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     n = settings.partitions
     ent = EnterpriseProcessor(
         topics,
-        table("enterprises"),
+        table("enterprises", enterprise_store.URL),
         partitions=n,
         timezone=settings.timezone,
         grace_days=settings.grace_days,

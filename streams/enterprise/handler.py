@@ -23,6 +23,7 @@ from producers.events import (
 )
 from streams.core import day_text, event_day, parents, stable_partition
 from streams.enterprise import state as enterprise
+from streams.enterprise import store
 from streams.enterprise.partials import Partials
 from streams.enterprise.state import NEVER
 from streams.runtime.state import META, Clocks, Out, Result, TableState, Topics, pack
@@ -260,7 +261,15 @@ class EnterpriseProcessor:
                 enterprise.keep_reports(
                     entry.state, entry.reports, self.grace_days, entry.nr_before
                 )
-            self.state.put(entry.partition, eid.encode(), entry.state, out)
+            store.write(
+                self.state,
+                entry.partition,
+                eid,
+                entry.state,
+                core=entry.segments,
+                days=entry.reports,
+                out=out,
+            )
         clocks.save(out)
         for p, by_district in self.partials.take().items():
             clock = clocks.get(p)

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from streams.alerts.handler import RegionAlerts, Series
 from streams.alerts.rules import Rule
 from streams.core import parents, region_key, split_region_key, stable_partition
@@ -31,9 +29,9 @@ from streams.wire import PartialSums
 class RegionProcessor:
     """partials (key province) -> rows of the province's districts, cities and itself.
 
-    The table holds, per source partition and cell (district, scope, day), the newest
-    version of the partition's partial sums; a district's sums are those of every partition
-    added up. The sums of cities and provinces, and the district sums themselves, live in
+    The table holds, per district, source partition and day, the newest version of the
+    partition's partial sums of each scope (the cells); a district's sums are those of every
+    partition added up. The sums of cities and provinces, and the district sums themselves, live in
     memory and are rebuilt from the table once per partition after (re)assignment.
     """
 
@@ -89,9 +87,10 @@ class RegionProcessor:
         for raw_key, raw in self.state.items():
             if raw_key.startswith(META):
                 continue
-            province, _p, district, scope, cell_day = raw_key.decode().split(KEY_SEP)
-            if stable_partition(province, self.partitions) == q:
-                self._district(district).apply(scope, int(cell_day), None, orjson.loads(raw)[1])
+            district, _p, cell_day, scope = raw_key.decode().split(KEY_SEP)
+            if self.home(district) == q:
+                _version, values = _cell(raw)
+                self._district(district).apply(scope, int(cell_day), None, values)
         newest = clocks.get(q)
         for key, agg in list(self.districts.items()):
             if self.home(key) != q:
@@ -122,8 +121,8 @@ class RegionProcessor:
         clocks = Clocks(self.state)
         changed: dict[str, int] = {}  # district -> first day to emit
         review: set[tuple[str, str]] = set()  # (region, scope) whose alerts to evaluate
-        written: dict[bytes, tuple[int, list[Any]]] = {}  # key -> (partition, [version, cell])
-        for q, province, body in unpack(events):
+        written: dict[bytes, tuple[int, int, list[int]]] = {}  # key -> partition, version, cell
+        for q, _province, body in unpack(events):
             self.ensure(q, clocks, review)
             sums = PartialSums.of(body)
             clocks.advance(q, sums.clock)
@@ -131,18 +130,21 @@ class RegionProcessor:
                 continue
             district = sums.district
             agg = self._district(district)
-            prefix = KEY_SEP.join((province, str(sums.partition), district, ""))
+            prefix = f"{district}{KEY_SEP}{sums.partition}{KEY_SEP}"
             for scope, day, values in sums.cells:
-                key = f"{prefix}{scope}{KEY_SEP}{day}".encode()
+                key = f"{prefix}{day}{KEY_SEP}{scope}".encode()
                 held = written.get(key)
-                cell = held[1] if held is not None else self.state.get(key)
-                if cell is not None and cell[0] > sums.version:
+                if held is not None:
+                    version, old = held[1], held[2]
+                else:
+                    raw = self.state.table.data.get(key)
+                    version, old = _cell(raw) if raw is not None else (-1, None)
+                if version > sums.version:
                     continue  # an older version (a replay): the held one is newer
-                old = None if cell is None else cell[1]
                 if old != values:
                     agg.apply(scope, day, old, values)
                     changed[district] = min(changed.get(district, day), day)
-                written[key] = (q, [sums.version, values])
+                written[key] = (q, sums.version, values)
         for q, before in clocks.advanced.items():
             for region in self.districts:
                 if self.home(region) == q:
@@ -173,7 +175,17 @@ class RegionProcessor:
             q = self.home(region)
             series = self._series(region, scope, clocks.get(q))
             transitions += self.alerts.evaluate(q, region, scope, series, versions, out)
-        for cell_key, (q, cell) in written.items():
-            self.state.put(q, cell_key, cell, out)
+        for cell_key, (q, version, cell) in written.items():
+            self.state.put_raw(q, cell_key, _cell_bytes(version, cell), out)
         versions.save(out)
         return Result(pack(out, self.topics.packed, self.partitions), transitions)
+
+
+def _cell_bytes(version: int, values: list[int]) -> bytes:
+    """A cell as the table holds it: its version and values, comma-separated."""
+    return ",".join(map(str, (version, *values))).encode()
+
+
+def _cell(raw: bytes) -> tuple[int, list[int]]:
+    version, *values = map(int, raw.split(b","))
+    return version, values

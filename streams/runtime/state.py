@@ -153,6 +153,15 @@ class TableState:
             place(key, partition)
         out.append(Out(self.changelog, key, raw, partition, changelog=True, early=early))
 
+    def put_raw(self, partition: int, key: bytes, raw: bytes, out: list[Out]) -> None:
+        """Like ``put``, of a value already encoded."""
+        store = self.table.data
+        store[key] = raw
+        place = getattr(store, "place", None)
+        if place is not None:
+            place(key, partition)
+        out.append(Out(self.changelog, key, raw, partition, changelog=True))
+
     def delete(self, partition: int, key: bytes, out: list[Out]) -> None:
         self.table.data.pop(key, None)
         out.append(Out(self.changelog, key, None, partition, changelog=True))

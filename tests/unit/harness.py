@@ -13,25 +13,28 @@ import orjson
 
 from resumewatch.settings import Settings
 from streams.alerts.rules import Rule
+from streams.enterprise import store as enterprise_store
 from streams.enterprise.handler import EnterpriseProcessor
 from streams.regions.handler import RegionProcessor
 from streams.runtime.state import Out, Topics
+from streams.runtime.store import group_of
 from streams.supply.handler import SupplyProcessor
 from tests.reference import region_row_key, row_metrics
 
 
 class FakeStore(dict[bytes, bytes]):
-    """A table's store: its values, and the changelog partition of each key."""
+    """A table's store: its values, and the changelog partition of each group of keys (as
+    ``streams.runtime.store.GroupedStore`` keeps them)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.partitions: dict[bytes, int] = {}
 
     def place(self, key: bytes, partition: int) -> None:
-        self.partitions[key] = partition
+        self.partitions[group_of(key)] = partition
 
     def partition_of(self, key: bytes) -> int | None:
-        return self.partitions.get(key)
+        return self.partitions.get(group_of(key))
 
 
 class FakeTable:
@@ -151,14 +154,18 @@ class Harness:
         for t in tables.values():
             t.data.clear()
             t.data.partitions.clear()
+        ent: list[tuple[bytes, bytes | None]] = []
         for r in self.changelog:
             assert r.key is not None and r.partition is not None
             store = tables[r.topic].data
             store.place(r.key, r.partition)
-            if r.value is None:
+            if r.topic == "ent-changelog":
+                ent.append((r.key, r.value))
+            elif r.value is None:
                 store.pop(r.key, None)
             else:
                 store[r.key] = r.value
+        enterprise_store.apply(self.ent_table.data, ent)
         self.ent.reset()
         self.regions.reset()
 
