@@ -134,11 +134,13 @@ class RegionProcessor:
             for scope, day, values in sums.cells:
                 key = f"{prefix}{day}{KEY_SEP}{scope}".encode()
                 held = written.get(key)
+                old: list[int] | None = None
                 if held is not None:
                     version, old = held[1], held[2]
+                elif (raw := self.state.get_raw(key)) is not None:
+                    version, old = _cell(raw)
                 else:
-                    raw = self.state.table.data.get(key)
-                    version, old = _cell(raw) if raw is not None else (-1, None)
+                    version = -1
                 if version > sums.version:
                     continue  # an older version (a replay): the held one is newer
                 if old != values:

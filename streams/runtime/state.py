@@ -139,6 +139,9 @@ class TableState:
         raw = self.table.data.get(key)
         return orjson.loads(raw) if raw is not None else None
 
+    def get_raw(self, key: bytes) -> bytes | None:
+        return self.table.data.get(key)  # type: ignore[no-any-return]
+
     def put(
         self, partition: int, key: bytes, value: Any, out: list[Out], early: bool = False
     ) -> None:
