@@ -8,7 +8,7 @@ CNY) so that sums, and their corrections, are exact.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -117,26 +117,32 @@ class RegionRow:
         return orjson.dumps(self.as_dict(version))
 
 
-def metric_values(v: tuple[int, ...]) -> dict[str, int | float | None]:
+Metric = Callable[[Sequence[int]], int | float | None]
+
+# The §3 columns, each a function of a metric vector.
+METRICS: dict[str, Metric] = {
+    "enterprises": lambda v: v[0],
+    "resumed": lambda v: v[3],
+    "filed": lambda v: v[2],
+    "suspended": lambda v: v[1],
+    "resumption_rate": lambda v: _rate(v[3], v[0]),
+    "reports_received": lambda v: v[6],
+    "report_compliance": lambda v: _rate(v[6], v[0]),
+    "staff_on_duty": lambda v: v[7],
+    "staff_normal": lambda v: v[8],
+    "workforce_rate": lambda v: _rate(v[7], v[8]),
+    "output_value": lambda v: v[9] / 100,
+    "capacity_value": lambda v: v[10] / 100,
+    "capacity_attainment": lambda v: _rate(v[9], v[10]),
+    "appeals_opened": lambda v: v[4],
+    "appeals_resolved": lambda v: v[5],
+    "appeal_resolution_rate": lambda v: _rate(v[5], v[4]),
+}
+
+
+def metric_values(v: Sequence[int]) -> dict[str, int | float | None]:
     """The §3 columns of a metric vector."""
-    return {
-        "enterprises": v[0],
-        "resumed": v[3],
-        "filed": v[2],
-        "suspended": v[1],
-        "resumption_rate": _rate(v[3], v[0]),
-        "reports_received": v[6],
-        "report_compliance": _rate(v[6], v[0]),
-        "staff_on_duty": v[7],
-        "staff_normal": v[8],
-        "workforce_rate": _rate(v[7], v[8]),
-        "output_value": v[9] / 100,
-        "capacity_value": v[10] / 100,
-        "capacity_attainment": _rate(v[9], v[10]),
-        "appeals_opened": v[4],
-        "appeals_resolved": v[5],
-        "appeal_resolution_rate": _rate(v[5], v[4]),
-    }
+    return {name: f(v) for name, f in METRICS.items()}
 
 
 def _rate(num: int, den: int) -> float | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from streams.alerts.rules import REGION_METRICS, Point, Rule, Step, new_transitions
-from streams.core import SEP, metric_values, split_region_key
+from streams.core import METRICS, SEP, split_region_key
 from streams.runtime.state import KEY_SEP, Out, TableState, Topics, Versions
 
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
@@ -66,14 +66,11 @@ class RegionAlerts:
             "above_scale_only": int(above),
         }
         at = datetime.now(UTC).replace(microsecond=0).isoformat()
-        values = [(day, metric_values(v)) for day, v in series]
         scope_key = tuple(str(where[k]) for k in ALERT_SCOPE) + ("",)
         transitions = []
         for rule in rules:
-            points: list[Point] = [
-                (day, cast(float | None, m[rule.metric]), cast(int, m["enterprises"]))
-                for day, m in values
-            ]
+            metric = METRICS[rule.metric]
+            points: list[Point] = [(day, metric(v), v[0]) for day, v in series]
             for aid, step in new_transitions(rule, points, scope_key, emitted):
                 record = alert_record(rule, aid, step, {**where, "enterprise_id": ""}, at)
                 record["version"] = versions.take(partition)
