@@ -39,6 +39,7 @@ class _Touched:
     segments: bool = False  # profile, status or appeals: the day segments
     # The day segments per district before the batch's first profile, status or appeal event
     old_segs: dict[str, list[list[Any]]] | None = None
+    old_tl: list[list[Any]] | None = None  # and its timeline
     reports: dict[int, list[Any]] = field(default_factory=dict)  # day -> report, changed
     old_prof: list[list[Any]] | None = None  # the profile rows before the batch, if changed
     prof_from: int = NEVER  # the first day a registration of the batch affects
@@ -131,14 +132,16 @@ class EnterpriseProcessor:
             for district, s in segs.items():
                 partials.segments(p, district, s, 1)
             if self.supply:
-                body = {
-                    "k": "ent",
-                    "e": eid,
-                    "q": st["seq"],
-                    "st": enterprise.status_timeline(tl),
-                    "sl": enterprise.supplier_timeline(tl),
-                }
-                out.append(Out(self.topics.supply, eid.encode(), orjson.dumps(body)))
+                # Only a change of status or of the supplier list matters to supply.
+                statuses = enterprise.status_timeline(tl)
+                suppliers = enterprise.supplier_timeline(tl)
+                before = entry.old_tl or []
+                if (statuses, suppliers) != (
+                    enterprise.status_timeline(before),
+                    enterprise.supplier_timeline(before),
+                ):
+                    body = {"k": "ent", "e": eid, "q": st["seq"], "st": statuses, "sl": suppliers}
+                    out.append(Out(self.topics.supply, eid.encode(), orjson.dumps(body)))
         days = set(entry.reports)
         if entry.old_prof is not None:
             # A registration can move every later report day to another district or sector.
@@ -236,8 +239,9 @@ class EnterpriseProcessor:
                     out.append(Out(rows, ekey, orjson.dumps(record)))
                 continue
             st = entry.state
-            if entry.old_segs is None:
-                entry.old_segs = enterprise.segment_contributions(enterprise.timeline(st))
+            if entry.old_tl is None:
+                entry.old_tl = enterprise.timeline(st)
+                entry.old_segs = enterprise.segment_contributions(entry.old_tl)
             if isinstance(ev, EnterpriseRegistered):
                 if entry.old_prof is None:
                     entry.old_prof = list(st["prof"])
