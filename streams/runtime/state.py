@@ -9,6 +9,7 @@ the records in phases and only then lets the batch's source offsets be committed
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
 from collections import Counter
@@ -169,7 +170,7 @@ class TableState:
         self.table.data.pop(key, None)
         out.append(Out(self.changelog, key, None, partition, changelog=True))
 
-    @property
+    @functools.cached_property
     def changelog(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
 
