@@ -86,35 +86,30 @@ class RegionRow:
     deleted: bool = False  # a retraction: this row no longer exists
 
     def as_dict(self, version: int) -> dict[str, object]:
-        level, province, city, district = split_region_key(self.region)
-        sector, above = self.scope.split(SEP)
-        v = self.v
-        if self.deleted:
-            return {
-                "deleted": 1,
-                "day": day_text(self.day),
-                "level": level,
-                "province": province,
-                "city": city,
-                "district": district,
-                "sector": sector,
-                "above_scale_only": int(above),
-                "version": version,
-            }
-        return {
+        row: dict[str, object] = {
             "day": day_text(self.day),
-            "level": level,
-            "province": province,
-            "city": city,
-            "district": district,
-            "sector": sector,
-            "above_scale_only": int(above),
-            **metric_values(v),
-            "version": version,
+            **scope_columns(self.region, self.scope),
         }
+        if self.deleted:
+            return {"deleted": 1, **row, "version": version}
+        return {**row, **metric_values(self.v), "version": version}
 
     def to_json(self, version: int) -> bytes:
         return orjson.dumps(self.as_dict(version))
+
+
+def scope_columns(region: str, scope: str) -> dict[str, str | int]:
+    """The scope columns of a region key and a scope ("sector<SEP>above_only")."""
+    level, province, city, district = split_region_key(region)
+    sector, above = scope.split(SEP)
+    return {
+        "level": level,
+        "province": province,
+        "city": city,
+        "district": district,
+        "sector": sector,
+        "above_scale_only": int(above),
+    }
 
 
 Metric = Callable[[Sequence[int]], int | float | None]

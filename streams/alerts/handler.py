@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from streams.alerts.rules import REGION_METRICS, Point, Rule, Step, new_transitions
-from streams.core import METRICS, SEP, split_region_key
+from streams.core import METRICS, SEP, scope_columns
 from streams.runtime.state import KEY_SEP, Out, TableState, Topics, Versions
 
 ALERT_SCOPE = ("level", "province", "city", "district", "sector", "above_scale_only")
@@ -55,16 +55,7 @@ class RegionAlerts:
         key = f"{region}{KEY_SEP}{scope.replace(SEP, KEY_SEP)}".encode()
         st = self.state.get(key) or {"e": {}}
         emitted = st["e"]
-        level, province, city, district = split_region_key(region)
-        sector, above = scope.split(SEP)
-        where: dict[str, Any] = {
-            "level": level,
-            "province": province,
-            "city": city,
-            "district": district,
-            "sector": sector,
-            "above_scale_only": int(above),
-        }
+        where = scope_columns(region, scope)
         at = datetime.now(UTC).replace(microsecond=0).isoformat()
         scope_key = tuple(str(where[k]) for k in ALERT_SCOPE) + ("",)
         transitions = []

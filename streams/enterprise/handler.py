@@ -83,20 +83,26 @@ class EnterpriseProcessor:
         self.partials.drop(p)
         for key, raw in self.state.items_in(p):
             if not key.startswith(META):
-                self._add(p, orjson.loads(raw), 1)
+                self._add(p, orjson.loads(raw))
         self.partials.touch_all(p)
         self.built.add(p)
 
-    def _add(self, p: int, st: dict[str, Any], sign: int) -> None:
-        """Add (or subtract) everything an enterprise's state contributes."""
+    def _add(self, p: int, st: dict[str, Any]) -> None:
+        """Add everything an enterprise's state contributes."""
         segs = enterprise.segment_contributions(enterprise.timeline(st))
         for district, s in segs.items():
-            self.partials.segments(p, district, s, sign)
+            self.partials.segments(p, district, s, 1)
         prof = st["prof"]
         for day, held in st.get("r", {}).items():
-            c = enterprise.report_contribution(prof, int(day), enterprise.unpack_report(held))
-            if c is not None:
-                self.partials.report(p, c[0], int(day), c[1], sign)
+            self._count_report(p, prof, int(day), enterprise.unpack_report(held), 1)
+
+    def _count_report(
+        self, p: int, prof: list[list[Any]], day: int, rep: list[Any], sign: int
+    ) -> None:
+        """Add (``sign`` 1) or subtract (-1) a report under the profile it counts in."""
+        c = enterprise.report_contribution(prof, day, rep)
+        if c is not None:
+            self.partials.report(p, c[0], day, c[1], sign)
 
     def _dead_letter(self, out: list[Out], event: Any, reason: str, kind: str) -> None:
         self.tally[f"dead_letter:{kind}"] += 1
@@ -153,13 +159,9 @@ class EnterpriseProcessor:
             old = None if held is None else enterprise.unpack_report(held)
             new = entry.reports.get(day, old)
             if old is not None:
-                c = enterprise.report_contribution(old_prof, day, old)
-                if c is not None:
-                    partials.report(p, c[0], day, c[1], -1)
+                self._count_report(p, old_prof, day, old, -1)
             if new is not None:
-                c = enterprise.report_contribution(prof, day, new)
-                if c is not None:
-                    partials.report(p, c[0], day, c[1], 1)
+                self._count_report(p, prof, day, new, 1)
 
     def process(self, events: Sequence[Any]) -> Result:
         out: list[Out] = []

@@ -273,13 +273,6 @@ def report_contribution(
     return district_of(p), [p[P_SECTOR], p[P_ABOVE], rep[2], p[P_EMP], rep[3], p[P_CAP]]
 
 
-def segments_changed_from(old: list[list[Any]] | None, new: list[list[Any]]) -> int | None:
-    """First day whose carried values differ between two segment lists of one district."""
-    old = old or []
-    days = [s[0] for s in old if s not in new] + [s[0] for s in new if s not in old]
-    return min(days) if days else None
-
-
 def timeline_record(eid: str, state: dict[str, Any], tl: list[list[Any]]) -> dict[str, Any]:
     """The enterprise_timeline row: one array element per day segment."""
     cols: dict[str, list[Any]] = {

@@ -148,7 +148,12 @@ class TableState:
     ) -> None:
         # orjson's result keeps the capacity of its output buffer (about 4 KB even for a
         # 60-byte value): a table holding it would need ~50 times the memory. Keep a copy.
-        raw = memoryview(orjson.dumps(value)).tobytes()
+        self.put_raw(partition, key, memoryview(orjson.dumps(value)).tobytes(), out, early)
+
+    def put_raw(
+        self, partition: int, key: bytes, raw: bytes, out: list[Out], early: bool = False
+    ) -> None:
+        """Like ``put``, of a value already encoded."""
         store = self.table.data
         store[key] = raw
         # Lets the store drop the key when the partition moves to another worker.
@@ -156,15 +161,6 @@ class TableState:
         if place is not None:
             place(key, partition)
         out.append(Out(self.changelog, key, raw, partition, changelog=True, early=early))
-
-    def put_raw(self, partition: int, key: bytes, raw: bytes, out: list[Out]) -> None:
-        """Like ``put``, of a value already encoded."""
-        store = self.table.data
-        store[key] = raw
-        place = getattr(store, "place", None)
-        if place is not None:
-            place(key, partition)
-        out.append(Out(self.changelog, key, raw, partition, changelog=True))
 
     def delete(self, partition: int, key: bytes, out: list[Out]) -> None:
         self.table.data.pop(key, None)
