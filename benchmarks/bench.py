@@ -175,6 +175,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy (not idle or waiting) so far."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def topic_bytes(bootstrap: str, topics: list[str]) -> tuple[int, int]:
     """(records, key + value bytes, uncompressed) of every record in ``topics``."""
     import asyncio
@@ -321,14 +328,17 @@ def measure_baseline(
 def measure_pipeline(run: Run, total: int, workers: int, timeout: float) -> dict[str, Any]:
     """The real workers and sink from fresh groups until everything is in ClickHouse."""
     started = time.monotonic()
+    busy = machine_busy_seconds()
     procs = [
         run.start("worker", "--loglevel", "warning", name=f"worker-{i}") for i in range(workers)
     ]
-    run.start("sink")
+    sink = run.start("sink")
     done = wait_drained(run, {**run.worker_groups(), **run.sink_groups()}, timeout)
+    busy = machine_busy_seconds() - busy
     elapsed = done - started
     peak = max(rss_peak(p.pid) for p in procs)
     cpu = sum(cpu_seconds(p.pid) for p in procs)
+    sink_cpu = cpu_seconds(sink.pid)
     run.stop()
     sizes = insert_sizes(run.logs / "sink.log")
     records, size = topic_bytes(run.settings.kafka_bootstrap, run.settings.changelog_topics)
@@ -339,6 +349,10 @@ def measure_pipeline(run: Run, total: int, workers: int, timeout: float) -> dict
         "seconds": elapsed,
         "worker_peak_rss_bytes": peak,
         "worker_cpu_us_per_event": cpu / total * 1e6,
+        # Where the rest of the machine's time goes: the sink, and everything busy during
+        # the drain (the broker, ClickHouse and the benchmark's own polling included).
+        "sink_cpu_us_per_event": sink_cpu / total * 1e6,
+        "machine_cpu_us_per_event": busy / total * 1e6,
         "changelog_records_per_event": records / total,
         "changelog_bytes_per_event": size / total,
         "inserts": len(sizes),
@@ -593,6 +607,15 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
         rows.append(
             ("worker CPU per input event", f"{pipe['worker_cpu_us_per_event']:,.0f} µs", "")
+        )
+    if "machine_cpu_us_per_event" in pipe:
+        rows.append(("sink CPU per input event", f"{pipe['sink_cpu_us_per_event']:,.0f} µs", ""))
+        rows.append(
+            (
+                "machine CPU per input event (all cores, every process)",
+                f"{pipe['machine_cpu_us_per_event']:,.0f} µs",
+                "",
+            )
         )
     lat = r.get("latency")
     if lat:

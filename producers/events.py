@@ -1,7 +1,8 @@
 """The event contract (CONTRACT §1): typed immutable events, validation and the JSON codec.
 
-Validation is hand-written rather than pydantic: it runs once per message on the worker's hot
-path, and every rejection must be one sentence naming the field and the rule.
+Validation runs once per message on the worker's hot path, and every rejection must be one
+sentence naming the field and the rule: a compiled msgspec decoder takes the messages that
+pass, and the hand-written ``from_dict`` says why the others fail.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
+import msgspec
 import orjson
 
 MAX_FUTURE = timedelta(minutes=10)
@@ -356,8 +358,149 @@ def from_dict(d: Any, now: datetime | None = None) -> AnyEvent:
     return AppealResolved(**common, appeal_id=_string(d, t, "appeal_id", 1, 64))
 
 
+# -- the compiled decoder: the same verdicts, about a third of the cost -------------------
+# msgspec checks types, lengths, ranges and patterns in one pass over the bytes; what it
+# cannot say (timestamps, dates, blank names, control characters) is checked after it, with
+# the same functions ``from_dict`` uses. It takes only a message that ``from_dict`` would
+# accept with the same values, and leaves everything else, unknown fields included, to
+# ``orjson`` and ``from_dict``, which give the reason.
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")]
+_Text64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Region = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_Amount = Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+_Headcount = Annotated[int, msgspec.Meta(ge=0, le=MAX_HEADCOUNT)]
+_Masks = Annotated[int, msgspec.Meta(ge=0, le=MAX_MASKS)]
+
+
+class _Wire(msgspec.Struct, tag_field="type", kw_only=True, forbid_unknown_fields=True, gc=False):
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    enterprise_id: _Id
+    occurred_at: str
+    source: _Text64
+    schema_version: Literal[1] = 1
+
+
+class _Registered(_Wire, tag="enterprise_registered", gc=False):
+    name: Annotated[str, msgspec.Meta(max_length=500)]
+    province: _Region
+    city: _Region
+    district: _Region
+    sector: _Region
+    above_scale: bool
+    employees: _Headcount
+    normal_daily_output_value: _Amount
+    key_enterprise: bool = False
+    suppliers: tuple[_Id, ...] = ()
+
+
+class _Status(_Wire, tag="status_changed", gc=False):
+    status: Literal["suspended", "filed", "resumed"]
+
+
+class _Report(_Wire, tag="daily_report", gc=False):
+    report_date: str
+    staff_on_duty: _Headcount
+    output_value: _Amount
+    planned_output_value: _Amount | None = None
+    masks_in_stock: _Masks | None = None
+    zero_report: bool = False
+
+
+class _Opened(_Wire, tag="appeal_opened", gc=False):
+    appeal_id: _Text64
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    summary: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class _Resolved(_Wire, tag="appeal_resolved", gc=False):
+    appeal_id: _Text64
+
+
+_WIRE = msgspec.json.Decoder(_Registered | _Status | _Report | _Opened | _Resolved)
+
+
+def _from_wire(w: _Wire, now: datetime) -> AnyEvent | None:
+    """The event of a message msgspec took, or None when a rule beyond msgspec's fails."""
+    text = w.occurred_at
+    if not RFC3339_RE.fullmatch(text) or CONTROL_RE.search(w.source):
+        return None
+    try:
+        at = datetime.fromisoformat(text if text[-1] != "z" else text[:-1] + "Z")
+    except ValueError:
+        return None
+    if at - now > MAX_FUTURE or (at.year < 1971 and at < EARLIEST):
+        return None
+    t = type(w)
+    if t is _Report:
+        assert isinstance(w, _Report)
+        if not DATE_RE.fullmatch(w.report_date):
+            return None
+        try:
+            day = date.fromisoformat(w.report_date)
+        except ValueError:
+            return None
+        if day < EARLIEST_REPORT_DATE or (
+            day >= at.date() and day > at.astimezone(LATEST_ZONE).date()
+        ):
+            return None
+        return DailyReport(
+            w.event_id,
+            w.enterprise_id,
+            at,
+            w.source,
+            1,
+            day,
+            w.staff_on_duty,
+            w.output_value,
+            w.planned_output_value,
+            w.masks_in_stock,
+            w.zero_report,
+        )
+    if t is _Status:
+        assert isinstance(w, _Status)
+        return StatusChanged(w.event_id, w.enterprise_id, at, w.source, 1, w.status)
+    if t is _Registered:
+        assert isinstance(w, _Registered)
+        if w.province.isspace() or w.city.isspace() or w.district.isspace() or w.sector.isspace():
+            return None
+        return EnterpriseRegistered(
+            w.event_id,
+            w.enterprise_id,
+            at,
+            w.source,
+            1,
+            w.name,
+            w.province,
+            w.city,
+            w.district,
+            w.sector,
+            w.above_scale,
+            w.key_enterprise,
+            w.employees,
+            w.normal_daily_output_value,
+            w.suppliers,
+        )
+    if t is _Opened:
+        assert isinstance(w, _Opened)
+        return AppealOpened(
+            w.event_id, w.enterprise_id, at, w.source, 1, w.appeal_id, w.category, w.summary
+        )
+    assert isinstance(w, _Resolved)
+    return AppealResolved(w.event_id, w.enterprise_id, at, w.source, 1, w.appeal_id)
+
+
 def decode(raw: bytes, now: datetime | None = None) -> AnyEvent:
     """Bytes from Kafka -> a validated event, or InvalidEvent with the reason."""
+    now = now or datetime.now(UTC)
+    try:
+        ev = _from_wire(_WIRE.decode(raw), now)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: bad UTF-8 in a key
+        ev = None
+    return ev if ev is not None else decode_checked(raw, now)
+
+
+def decode_checked(raw: bytes, now: datetime | None = None) -> AnyEvent:
+    """``decode`` without the compiled decoder: every rule checked in Python, one by one."""
     try:
         d = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

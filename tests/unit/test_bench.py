@@ -39,6 +39,8 @@ def test_table_shows_ratios_and_marks_what_was_not_measured() -> None:
             "worker_cpu_us_per_event": 123.4,
             "changelog_records_per_event": 1.5,
             "changelog_bytes_per_event": 180.2,
+            "sink_cpu_us_per_event": 40.4,
+            "machine_cpu_us_per_event": 250.6,
         },
         "latency": {
             "publish_rate": 5000.0,
@@ -57,6 +59,8 @@ def test_table_shows_ratios_and_marks_what_was_not_measured() -> None:
     assert rows["peer baseline: idiomatic Faust agent (2 processes)"] == "4,000 events/s"
     assert rows["changelog per input event"] == "180 bytes in 1.50 records"
     assert rows["worker CPU per input event"] == "123 µs"
+    assert rows["sink CPU per input event"] == "40 µs"
+    assert rows["machine CPU per input event (all cores, every process)"] == "251 µs"
     latency = next(v for k, v in rows.items() if k.startswith("publish → queryable"))
     assert latency == "0.50 s / 0.90 s / never (599 of 600 probes seen)"  # one never came
     assert rows["publisher from NDJSON"] == "not measured"

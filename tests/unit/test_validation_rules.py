@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.events import InvalidEvent, decode, from_dict
+from producers.events import InvalidEvent, decode, decode_checked, from_dict
 
 NOW = datetime(2020, 2, 10, 12, 0, tzinfo=UTC)
 COMMON = {
@@ -455,3 +455,79 @@ def test_arbitrary_python_values_never_crash_from_dict(
         from_dict(event(etype, **override), NOW)
     except InvalidEvent as exc:
         assert str(exc)
+
+
+# -- the compiled decoder gives the verdict of the checks written out in Python -----------
+def verdict(decoder: Any, raw: bytes) -> Any:
+    try:
+        return decoder(raw, NOW)
+    except InvalidEvent as exc:
+        return f"rejected: {exc}"
+
+
+def same_verdict(raw: bytes) -> None:
+    assert verdict(decode, raw) == verdict(decode_checked, raw)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.sampled_from(sorted(GOOD)),
+    st.dictionaries(st.sampled_from([*FIELDS, "extra"]), json_values, max_size=4),
+)
+def test_compiled_decoder_agrees_on_arbitrary_field_values(
+    etype: str, override: dict[str, Any]
+) -> None:
+    same_verdict(json.dumps(event(etype, **override)).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(GOOD)), st.data())
+def test_compiled_decoder_agrees_on_one_byte_changed(etype: str, data: st.DataObject) -> None:
+    raw = bytearray(orjson.dumps(event(etype)))
+    at = data.draw(st.integers(0, len(raw) - 1))
+    raw[at] = data.draw(st.integers(0, 255))
+    same_verdict(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # the last of a repeated key counts, as orjson reads it
+        b'{"type":"status_changed","status":"resumed","status":"filed",'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"status_changed","status":"x","status":"filed",'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"status_changed","type":"appeal_resolved","appeal_id":"A","status":"filed",'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        # an unknown field's content is checked as well (orjson refuses the whole message)
+        b'{"type":"status_changed","status":"filed","x":"\xff",'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"status_changed","status":"filed","x":1e400,'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"status_changed","status":"filed","x":' + b"[" * 2000 + b"]" * 2000 + b","
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"status_changed","status":"filed","event_id":"e","enterprise_id":"E\\n",'
+        b'"occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"status_changed","status":"filed","event_id":"\\ud83d\\ude00",'
+        b'"enterprise_id":"E","occurred_at":"2020-02-10T08:00:00z","source":"s\\u0000"}',
+        b'{"type":"status_changed","status":"filed","event_id":"e","enterprise_id":"E",'
+        b'"occurred_at":"2020-02-10t08:00:00.1234567+08:00","source":"s"}',
+        b'{"type":"daily_report","report_date":"2020-02-30","staff_on_duty":1,"output_value":1,'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+        b'{"type":"daily_report","report_date":"2020-02-10","staff_on_duty":1,"output_value":1,'
+        b'"planned_output_value":null,"masks_in_stock":null,'
+        b'"event_id":"e","enterprise_id":"E","occurred_at":"2020-02-10T08:00:00Z","source":"s"}',
+    ],
+)
+def test_compiled_decoder_agrees_on_corner_cases(raw: bytes) -> None:
+    same_verdict(raw)
+
+
+def test_compiled_decoder_agrees_on_the_simulator_feed() -> None:
+    from producers.simulator import SimConfig, stream
+
+    config = SimConfig(enterprises=300, days=10, seed=3, bad_share=0.05, duplicate_share=0.05)
+    raws = [r.value for r in stream(config)]
+    assert len(raws) > 3000
+    for raw in raws:
+        assert verdict(decode, raw) == verdict(decode_checked, raw), raw
