@@ -26,6 +26,7 @@ from sinks.writer import (
     ClickHouseSink,
     Sink,
     alert_row,
+    block_rows,
     dead_letter_row,
     enterprise_row,
     region_record,
@@ -80,8 +81,12 @@ def route(batcher: Batcher, settings: Settings, record: Any) -> None:
                 batcher.retract("region_metrics", REGION_KEY, row, retraction)
     elif record.topic == settings.enterprise_rows_topic:
         for _key, d in orjson.loads(record.value):
-            table, row = enterprise_row(d)
-            batcher.add(table.name, table.column_names, row)
+            if d["t"] == "block":
+                table, rows = block_rows(d)
+                batcher.add_rows(table.name, table.column_names, rows)
+            else:
+                table, row = enterprise_row(d)
+                batcher.add(table.name, table.column_names, row)
     elif record.topic == settings.alerts_topic:
         batcher.add("alerts", ALERTS.column_names, alert_row(record.value))
     elif record.topic == settings.dlq_topic:

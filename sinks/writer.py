@@ -20,6 +20,7 @@ from sinks.schema import (
     REGION_METRICS,
     Table,
 )
+from streams.wire import RowBlock
 
 REGION_COLUMNS = REGION_METRICS.column_names
 DEAD_LETTER_COLUMNS = DEAD_LETTERS.column_names
@@ -65,6 +66,10 @@ class Batcher:
 
     def add(self, table: str, columns: Sequence[str], row: tuple[Any, ...]) -> None:
         self.pending.setdefault(table, (columns, []))[1].append(row)
+        self._note(table)
+
+    def add_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        self.pending.setdefault(table, (columns, []))[1].extend(rows)
         self._note(table)
 
     def retract(
@@ -247,6 +252,23 @@ def enterprise_row(d: dict[str, Any]) -> tuple[Table, tuple[Any, ...]]:
     else:
         raise ValueError(f"unknown enterprise row kind {kind!r}")
     return table, tuple(d[c] for c in table.column_names)
+
+
+BLOCK_TABLES = {t.name: t for t in (EVENTS, ENTERPRISE_REPORTS)}
+BLOCK_DAYS = ("first_day", "report_date")  # day ordinals in a block's columns
+
+
+def block_rows(d: dict[str, Any]) -> tuple[Table, list[tuple[Any, ...]]]:
+    """A record of rows as columns (``streams.wire.RowBlock``) -> (its table, the rows)."""
+    table = BLOCK_TABLES.get(d["table"])
+    if table is None:
+        raise ValueError(f"unknown row block table {d['table']!r}")
+    block = RowBlock(table.name, d["cols"])
+    for name in BLOCK_DAYS:
+        days = block.columns.get(name)
+        if days is not None:
+            block.columns[name] = [_day(x) for x in days]
+    return table, block.rows(table.column_names)
 
 
 def alert_row(value: bytes) -> tuple[Any, ...]:

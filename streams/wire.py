@@ -1,4 +1,4 @@
-"""Typed records of the internal edge between the stages: both sides import them from here.
+"""Typed records of the internal edges: both sides import them from here.
 
 The enterprise stage sends, per batch, the partial sums its source partition holds for every
 (district, scope, day) cell the batch touched, as absolute values with a version (the offset
@@ -49,3 +49,59 @@ class PartialSums:
             value["district"],
             value["cells"],
         )
+
+
+# The enterprise stage's rows for the sink that come one per input event, sent per batch as
+# columns (one JSON document for hundreds of rows, no per-row object on either side). Days
+# are ordinals, times Unix seconds; the sink's tables have these columns (a unit test checks).
+EVENT_COLUMNS = (
+    "event_id",
+    "type",
+    "enterprise_id",
+    "occurred_at",
+    "first_day",
+    "source",
+    "schema_version",
+    "raw",
+    "received_at",
+)
+REPORT_COLUMNS = (
+    "enterprise_id",
+    "report_date",
+    "event_id",
+    "source",
+    "occurred_at",
+    "staff_on_duty",
+    "output_value",
+    "planned_output_value",
+    "masks_in_stock",
+    "zero_report",
+    "version",
+)
+BLOCK_ROWS = 500  # rows per block: a block with raw events stays far below Kafka's 1 MB
+
+
+@dataclass(slots=True)
+class RowBlock:
+    """Rows of one sink table (``events`` or ``enterprise_reports``) as columns."""
+
+    table: str
+    columns: dict[str, list[Any]]
+
+    @classmethod
+    def of_rows(
+        cls, table: str, names: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> list[RowBlock]:
+        """Blocks of at most ``BLOCK_ROWS`` of ``rows`` (tuples in the order of ``names``)."""
+        blocks = []
+        for i in range(0, len(rows), BLOCK_ROWS):
+            columns = zip(*rows[i : i + BLOCK_ROWS], strict=True)  # rows -> columns
+            blocks.append(cls(table, dict(zip(names, map(list, columns), strict=True))))
+        return blocks
+
+    def rows(self, names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        """The rows, as tuples in the order of ``names``."""
+        return list(zip(*(self.columns[name] for name in names), strict=True))
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"t": "block", "table": self.table, "cols": self.columns})

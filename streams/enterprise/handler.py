@@ -27,7 +27,7 @@ from streams.enterprise import store
 from streams.enterprise.partials import Partials
 from streams.enterprise.state import NEVER
 from streams.runtime.state import META, Clocks, Out, Result, TableState, Topics, pack
-from streams.wire import PartialSums
+from streams.wire import EVENT_COLUMNS, REPORT_COLUMNS, PartialSums, RowBlock
 
 
 @dataclass(slots=True)
@@ -173,6 +173,8 @@ class EnterpriseProcessor:
         rows = self.topics.enterprise_rows
         received_at = int(now.timestamp())
         last: dict[int, int] = {}  # partition -> offset of its last message in the batch
+        accepted: list[tuple[Any, ...]] = []  # events rows (``EVENT_COLUMNS``)
+        reports: list[tuple[Any, ...]] = []  # enterprise_reports rows (``REPORT_COLUMNS``)
         for event in events:
             msg = event.message
             p = msg.partition
@@ -217,28 +219,26 @@ class EnterpriseProcessor:
                 entry.state["nr"] = max(entry.state["nr"], day)
             clocks.advance(p, day)
             # Re-sent also for a duplicate: rows keyed by event id replace.
-            ekey = ev.enterprise_id.encode()
-            accepted = {
-                "t": "event",
-                "event_id": ev.event_id,
-                "type": ev.type,
-                "enterprise_id": ev.enterprise_id,
-                "occurred_at": int(ev.occurred_at.timestamp()),
-                "first_day": day,
-                "source": ev.source,
-                "schema_version": ev.schema_version,
-                "raw": raw.decode(),
-                "received_at": received_at,
-            }
-            out.append(Out(rows, ekey, orjson.dumps(accepted)))
+            accepted.append(
+                (
+                    ev.event_id,
+                    ev.type,
+                    ev.enterprise_id,
+                    int(ev.occurred_at.timestamp()),
+                    day,
+                    ev.source,
+                    ev.schema_version,
+                    raw.decode(),
+                    received_at,
+                )
+            )
             if isinstance(ev, DailyReport):
                 rep = enterprise.apply_report(self._report(day, entry), ev)
                 if rep is None:
                     self.tally["duplicates"] += 1
                 else:
                     entry.reports[day] = rep
-                    record = enterprise.report_record(ev.enterprise_id, day, rep)
-                    out.append(Out(rows, ekey, orjson.dumps(record)))
+                    reports.append(enterprise.report_row(ev.enterprise_id, day, rep))
                 continue
             st = entry.state
             if entry.old_tl is None:
@@ -256,7 +256,7 @@ class EnterpriseProcessor:
                 record = enterprise.appeal_record(
                     ev.enterprise_id, ev.appeal_id, st["ap"][ev.appeal_id], st["seq"]
                 )
-                out.append(Out(rows, ekey, orjson.dumps(record)))
+                out.append(Out(rows, ev.enterprise_id.encode(), orjson.dumps(record)))
 
         n = self.partitions
         for eid, entry in touched.items():
@@ -277,6 +277,14 @@ class EnterpriseProcessor:
                 out=out,
             )
         clocks.save(out)
+        spread = 0
+        for table, names, table_rows in (
+            ("events", EVENT_COLUMNS, accepted),
+            ("enterprise_reports", REPORT_COLUMNS, reports),
+        ):
+            for block in RowBlock.of_rows(table, names, table_rows):
+                out.append(Out(rows, b"", block.to_json(), spread % self.partitions))
+                spread += 1
         for p, by_district in self.partials.take().items():
             clock = clocks.get(p)
             for district, cells in by_district.items():

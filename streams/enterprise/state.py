@@ -312,24 +312,24 @@ def timeline_record(eid: str, state: dict[str, Any], tl: list[list[Any]]) -> dic
     return {"t": "timeline", "enterprise_id": eid, "version": state["seq"], **cols}
 
 
-def report_record(eid: str, day: int, rep: list[Any]) -> dict[str, Any]:
-    """The enterprise_reports row of the report that holds for ``day``."""
+def report_row(eid: str, day: int, rep: list[Any]) -> tuple[Any, ...]:
+    """The enterprise_reports row of the report that holds for ``day``, in the order of
+    ``streams.wire.REPORT_COLUMNS``."""
     ts, ident, staff, output, planned, masks, zero = rep
     source, event_id = split_identity(ident)
-    return {
-        "t": "report",
-        "enterprise_id": eid,
-        "report_date": day,
-        "event_id": event_id,
-        "source": source,
-        "occurred_at": ts // 1_000_000,
-        "staff_on_duty": staff,
-        "output_value": output / 100,
-        "planned_output_value": None if planned is None else planned / 100,
-        "masks_in_stock": masks,
-        "zero_report": zero,
-        "version": ts,
-    }
+    return (
+        eid,
+        day,
+        event_id,
+        source,
+        ts // 1_000_000,
+        staff,
+        output / 100,
+        None if planned is None else planned / 100,
+        masks,
+        zero,
+        ts,
+    )
 
 
 def appeal_record(eid: str, appeal_id: str, ap: list[Any], version: int) -> dict[str, Any]:

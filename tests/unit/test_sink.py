@@ -189,3 +189,59 @@ def test_batcher_flushes_groups_of_tables_and_commits_below_pending_rows() -> No
     assert b.flush() == {"events": 2, "dead_letters": 1}
     assert sink.inserts == [2, 2, 1]
     assert b.committable(positions) == positions and len(b) == 0
+
+
+def test_row_blocks_carry_the_sink_tables_columns() -> None:
+    from sinks.schema import ENTERPRISE_REPORTS, EVENTS
+    from streams.wire import EVENT_COLUMNS, REPORT_COLUMNS
+
+    assert set(EVENT_COLUMNS) == set(EVENTS.column_names)
+    assert set(REPORT_COLUMNS) == set(ENTERPRISE_REPORTS.column_names)
+
+
+def test_the_enterprise_stage_rows_reach_their_tables_through_blocks() -> None:
+    from types import SimpleNamespace
+
+    from producers.events import DailyReport, decode
+    from producers.simulator import SimConfig, stream
+    from resumewatch.settings import Settings
+    from sinks.runner import route
+    from streams.wire import BLOCK_ROWS
+    from tests.unit.harness import Harness
+
+    settings = Settings(partitions=3)
+    raws = [(r.key, r.value) for r in stream(SimConfig(enterprises=60, days=15, seed=5))]
+    h = Harness(settings=settings)
+    h.feed(raws, batch=2 * BLOCK_ROWS + 7)  # batches of several blocks each
+    sink = MemorySink()
+    b = Batcher(sink)
+    for r in h.enterprise_rows:
+        route(b, settings, SimpleNamespace(topic=r.topic, value=r.value))
+    b.flush()
+
+    events = sink.tables["events"]
+    assert len(events) == len(raws)  # the simulator sends no bad or repeated messages
+    now = datetime.now(UTC)
+    by_id = {(e["source"], e["event_id"]): e for e in events}
+    for _key, raw in raws:
+        ev = decode(raw, now)
+        row = by_id[(ev.source, ev.event_id)]
+        assert row["raw"] == raw.decode()
+        assert row["type"] == ev.type
+        assert row["occurred_at"] == int(ev.occurred_at.timestamp())
+        assert isinstance(row["first_day"], date)
+    reports = sink.tables["enterprise_reports"]
+    sent = [decode(raw, now) for _key, raw in raws]
+    by_event = {(ev.source, ev.event_id): ev for ev in sent}
+    assert {(r["enterprise_id"], r["report_date"]) for r in reports} == {
+        (ev.enterprise_id, ev.report_date) for ev in sent if isinstance(ev, DailyReport)
+    }
+    for r in reports:  # each the report of the event it names
+        ev = by_event[(r["source"], r["event_id"])]
+        assert isinstance(ev, DailyReport)
+        assert (r["enterprise_id"], r["report_date"]) == (ev.enterprise_id, ev.report_date)
+        assert r["staff_on_duty"] == ev.staff_on_duty
+        assert r["output_value"] == ev.output_value
+        assert r["planned_output_value"] == ev.planned_output_value
+        assert r["masks_in_stock"] == ev.masks_in_stock
+        assert r["occurred_at"] == int(ev.occurred_at.timestamp())
