@@ -9,6 +9,7 @@ the highest one per key, so a re-sent row replaces rather than adds. Read with F
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -212,6 +213,9 @@ VIEWS = {
         GROUP BY alert_id
         HAVING state = 'firing'
     """,
+    # A segment's days run to the newest day the pipeline has seen; while the pipeline clock
+    # is not written yet, or is behind a segment the sink wrote first, they are none (and
+    # not the wrapped-around difference of the two).
     "enterprise_daily": """
         SELECT enterprise_id, day, province, city, district, sector, above_scale, key_enterprise,
                status, reported, zero_report, staff_on_duty, output_value, planned_output_value,
@@ -222,8 +226,9 @@ VIEWS = {
             SELECT enterprise_id, province, city, district, sector, above_scale, key_enterprise,
                    employees, normal_daily_output_value, status, appeals_opened,
                    appeals_resolved, suppliers,
+                   if(seg_to = toDate(0), newest + 1, seg_to) AS seg_end,
                    arrayJoin(arrayMap(k -> seg_from + k, range(toUInt32(
-                       if(seg_to = toDate(0), newest + 1, seg_to) - seg_from)))) AS day
+                       if(seg_end > seg_from, seg_end - seg_from, 0))))) AS day
             FROM
             (
                 SELECT *, (SELECT max(newest_day) FROM {db}.pipeline_clock FINAL) AS newest
@@ -264,16 +269,23 @@ VIEWS = {
 }
 
 
+def view_sql(database: str, name: str) -> str:
+    return " ".join(VIEWS[name].split()).format(db=database)
+
+
 def statements(database: str) -> list[str]:
     return (
         [f"CREATE DATABASE IF NOT EXISTS {database}"]
         + [t.create(database) for t in TABLES]
         + [
-            f"CREATE VIEW IF NOT EXISTS {database}.{name} AS "
-            + " ".join(sql.split()).format(db=database)
-            for name, sql in VIEWS.items()
+            f"CREATE VIEW IF NOT EXISTS {database}.{name} AS {view_sql(database, name)}"
+            for name in VIEWS
         ]
     )
+
+
+def _identifiers(sql: str) -> set[str]:
+    return set(re.findall(r"[a-z_][a-z0-9_]*", sql.lower()))
 
 
 def cluster_statements(database: str, cluster: str, sharded: bool = False) -> list[str]:
@@ -334,11 +346,29 @@ def migrate(execute: Callable[..., Any], database: str) -> int:
     }
     if replicated:
         log.warning(
-            "%s holds a cluster's tables (%s): column and sorting-key changes are not applied "
-            "to them here; apply a release's schema changes ON CLUSTER",
+            "%s holds a cluster's tables (%s): column, sorting-key and view changes are not "
+            "applied to them here; apply a release's schema changes ON CLUSTER",
             database,
             ", ".join(sorted(replicated)),
         )
+    else:
+        # A view holds no data: one of an older release (its stored query lacks a name the
+        # current one uses) is created again.
+        for name in VIEWS:
+            held = execute(
+                "SELECT create_table_query FROM system.tables "
+                "WHERE database = %(db)s AND name = %(t)s",
+                {**where, "t": name},
+            )
+            current = view_sql(database, name)
+            if held and _identifiers(current) - _identifiers(held[0][0]):
+                again = [
+                    f"DROP TABLE IF EXISTS {database}.{name}",
+                    f"CREATE VIEW {database}.{name} AS {current}",
+                ]
+                for sql in again:
+                    execute(sql)
+                stmts += again
     for table in TABLES:
         if table.name in replicated:
             continue

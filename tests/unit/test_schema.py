@@ -50,7 +50,16 @@ def test_enterprise_daily_and_supply_chain_views_on_current_clickhouse(tmp_path:
             "occurred_at, staff_on_duty, output_value, zero_report, version) VALUES "
             "('A', '2020-02-12', 'r1', now(), 7, 55.5, 0, 1)"
         )
-        sess.query("INSERT INTO rw_v.pipeline_clock VALUES (0, '2020-02-13', 1)")
+        # Before the pipeline clock is written (the sink may write it after the segments),
+        # or while it is behind a segment, an open-ended segment has no days yet (and no
+        # error): only A's closed first one (10th and 11th) has.
+        for clock in ("", "INSERT INTO rw_v.pipeline_clock VALUES (0, '2020-02-09', 1)"):
+            if clock:
+                sess.query(clock)
+            assert (
+                str(sess.query("SELECT count() FROM rw_v.enterprise_daily", "CSV")).strip() == "2"
+            )
+        sess.query("INSERT INTO rw_v.pipeline_clock VALUES (0, '2020-02-13', 2)")
         daily = str(
             sess.query(
                 "SELECT enterprise_id, day, status, reported, staff_on_duty FROM "
@@ -113,6 +122,44 @@ def test_migrate_moves_alerts_of_an_older_sorting_key_to_the_new_one(tmp_path: o
         assert got == [("firing", "2020-02-10"), ("resolved", "2020-02-13")]
         migrate(execute, "rw_m")  # nothing left to move
         assert execute("SELECT count() FROM rw_m.alerts FINAL") == [("2",)]
+    finally:
+        sess.close()
+
+
+def test_migrate_creates_a_view_of_an_older_release_again(tmp_path: object) -> None:
+    from chdb import session
+
+    from sinks.schema import VIEWS, migrate, view_sql
+
+    sess = session.Session(str(tmp_path))
+
+    def execute(sql: str, params: dict[str, str] | None = None) -> list[tuple[str, ...]]:
+        for k, v in (params or {}).items():
+            sql = sql.replace(f"%({k})s", f"'{v}'")
+        out = str(sess.query(sql, "TabSeparated")).strip()
+        return [tuple(line.split("\t")) for line in out.splitlines()] if out else []
+
+    try:
+        for sql in statements("rw_o"):
+            sess.query(sql)
+        # enterprise_daily as an older release made it (its range without seg_end)
+        older = view_sql("rw_o", "enterprise_daily")
+        older = older.replace("if(seg_to = toDate(0), newest + 1, seg_to) AS seg_end, ", "")
+        older = older.replace(
+            "if(seg_end > seg_from, seg_end - seg_from, 0)",
+            "if(seg_to = toDate(0), newest + 1, seg_to) - seg_from",
+        )
+        assert older != view_sql("rw_o", "enterprise_daily")
+        sess.query("DROP TABLE rw_o.enterprise_daily")
+        sess.query(f"CREATE VIEW rw_o.enterprise_daily AS {older}")
+        first = migrate(execute, "rw_o")
+        held = execute(
+            "SELECT create_table_query FROM system.tables "
+            "WHERE database = 'rw_o' AND name = 'enterprise_daily'"
+        )
+        assert "seg_end" in held[0][0]
+        assert migrate(execute, "rw_o") == first - 2  # up to date: nothing created again
+        assert len(VIEWS) == 3
     finally:
         sess.close()
 
