@@ -81,9 +81,9 @@ class EnterpriseProcessor:
         if p in self.built:
             return
         self.partials.drop(p)
-        for key, raw in self.state.items_in(p):
+        for key, held in self.state.items_in(p):
             if not key.startswith(META):
-                self._add(p, orjson.loads(raw))
+                self._add(p, store.state_of(held))
         self.partials.touch_all(p)
         self.built.add(p)
 
@@ -93,8 +93,8 @@ class EnterpriseProcessor:
         for district, s in segs.items():
             self.partials.segments(p, district, s, 1)
         prof = st["prof"]
-        for day, held in st.get("r", {}).items():
-            self._count_report(p, prof, int(day), enterprise.unpack_report(held), 1)
+        for day, held in st["r"].items():
+            self._count_report(p, prof, day, enterprise.unpack_report(held), 1)
 
     def _count_report(
         self, p: int, prof: list[list[Any]], day: int, rep: list[Any], sign: int
@@ -121,7 +121,7 @@ class EnterpriseProcessor:
         rep = entry.reports.get(day)
         if rep is not None:
             return rep
-        held = entry.state["r"].get(str(day))
+        held = entry.state["r"].get(day)
         return None if held is None else enterprise.unpack_report(held)
 
     def _derive(self, eid: str, entry: _Touched, out: list[Out]) -> None:
@@ -151,11 +151,11 @@ class EnterpriseProcessor:
         days = set(entry.reports)
         if entry.old_prof is not None:
             # A registration can move every later report day to another district or sector.
-            days.update(d for d in map(int, st["r"]) if d >= entry.prof_from)
+            days.update(d for d in st["r"].days() if d >= entry.prof_from)
         prof = st["prof"]
         old_prof = prof if entry.old_prof is None else entry.old_prof
         for day in days:
-            held = st["r"].get(str(day))  # as before the batch (``keep_reports`` comes after)
+            held = st["r"].get(day)  # as before the batch (``keep_reports`` comes after)
             old = None if held is None else enterprise.unpack_report(held)
             new = entry.reports.get(day, old)
             if old is not None:
@@ -198,9 +198,8 @@ class EnterpriseProcessor:
             day = event_day(ev, self.tz)
             entry = touched.get(ev.enterprise_id)
             if entry is None:
-                st = self.state.get(ev.enterprise_id.encode()) or enterprise.new_state()
-                st.setdefault("r", {})  # a state saved before reports were part of it
-                nr = enterprise.newest_report_day(st)
+                st = store.load(self.state, ev.enterprise_id.encode()) or enterprise.new_state()
+                nr = st["nr"]
                 entry = touched[ev.enterprise_id] = _Touched(p, st, nr_before=nr)
             if isinstance(ev, DailyReport):
                 # Only a report can be too late, and only against its own enterprise's

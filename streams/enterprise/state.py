@@ -29,16 +29,75 @@ NEVER = 1 << 30  # a day after every real day
 P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KEY, P_SUP = range(12)
 
 
+class Reports:
+    """An enterprise's held reports, one per day, as ``pack_report`` texts in one string:
+    per day a line feed, the day, "|" and the text (a line feed or backslash in it escaped).
+    Finding, replacing or adding one day's report is a search in the string, not a parse of
+    every report the enterprise holds, and the string is one object in memory."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str = "") -> None:
+        self.text = text
+
+    def get(self, day: int) -> str | None:
+        text = self.text
+        marker = f"\n{day}|"
+        at = text.find(marker)
+        if at < 0:
+            return None
+        start = at + len(marker)
+        end = text.find("\n", start)
+        return _unescape(text[start:] if end < 0 else text[start:end])
+
+    def set(self, day: int, held: str) -> None:
+        text = self.text
+        marker = f"\n{day}|"
+        line = marker + _escape(held)
+        at = text.find(marker)
+        if at < 0:
+            self.text = text + line
+            return
+        end = text.find("\n", at + len(marker))
+        self.text = text[:at] + line + ("" if end < 0 else text[end:])
+
+    def items(self) -> list[tuple[int, str]]:
+        out = []
+        for line in self.text.split("\n")[1:]:
+            day, _, held = line.partition("|")
+            out.append((int(day), _unescape(held)))
+        return out
+
+    def days(self) -> list[int]:
+        return [int(line.partition("|")[0]) for line in self.text.split("\n")[1:]]
+
+    def __len__(self) -> int:
+        return self.text.count("\n")
+
+
+def _escape(held: str) -> str:
+    # Only an identity can hold either character (an event_id may be any text).
+    if "\\" in held or "\n" in held:
+        return held.replace("\\", "\\1").replace("\n", "\\2")
+    return held
+
+
+def _unescape(held: str) -> str:
+    if "\\" in held:  # every backslash starts an escape: \2 is a line feed, \1 itself
+        return held.replace("\\2", "\n").replace("\\1", "\\")
+    return held
+
+
 def new_state() -> dict[str, Any]:
     # prof: profile rows; st: [ts_us, ident, day, status]; ap: appeal_id -> [open_ts,
     # open_day, category, res_ts, res_day]; seq: changes so far, a monotonic version;
-    # r: day (as text) -> report row
-    # (``apply_report``, as ``pack_report`` text); nr: the newest report day accepted, which
-    # a report must be within the grace of (``too_late``).
+    # r: the report held for each day (``Reports``: ``apply_report``'s rows as
+    # ``pack_report`` text); nr: the newest report day accepted, which a report must be
+    # within the grace of (``too_late``).
     # Re-applying an event changes nothing without a list of seen event ids: a profile or
     # status row carries its identity, a report is replaced only by a later one, and an
     # appeal keeps its earliest times.
-    return {"prof": [], "st": [], "ap": {}, "seq": 0, "r": {}, "nr": 0}
+    return {"prof": [], "st": [], "ap": {}, "seq": 0, "r": Reports(), "nr": 0}
 
 
 def identity(ev: AnyEvent) -> str:
@@ -56,10 +115,7 @@ def split_identity(ident: str) -> tuple[str, str]:
 
 def newest_report_day(state: dict[str, Any]) -> int:
     """The newest report day accepted for the enterprise (0: none yet)."""
-    nr = state.get("nr")
-    if nr is None:  # a state saved before it was kept
-        nr = state["nr"] = max((int(d) for d in state["r"]), default=0)
-    return int(nr)
+    return int(state["nr"])
 
 
 def too_late(state: dict[str, Any], day: int, grace: int) -> int | None:
@@ -77,17 +133,24 @@ def keep_reports(
     settled: no report can correct them any more, so their identity is dropped, but their
     figures stay, because a late registration may still move them to another district or
     sector."""
-    reports = state["r"]
+    reports: Reports = state["r"]
     for day, rep in changed.items():
-        reports[str(day)] = pack_report(rep)
+        reports.set(day, pack_report(rep))
     newest = newest_report_day(state)
     if newest == before:
         return  # no day left the grace (an accepted report is never older than it)
-    # Compared as text: every day from 1970 to 2738 has six digits.
-    cut = str(newest - grace)
-    for day, held in reports.items():
-        if day < cut:
-            reports[day] = _settle(held)
+    # Days before ``before - grace`` were settled when ``before`` came, and a report of this
+    # batch is never older than that: only the days since can be left to settle.
+    cut = newest - grace
+    low = before - grace if before else min(changed)
+    if cut - low > len(reports):  # a long jump: fewer held days than days in between
+        days = [day for day in reports.days() if low <= day < cut]
+    else:
+        days = list(range(low, cut))
+    for day in days:
+        held = reports.get(day)
+        if held is not None and not held.endswith(","):
+            reports.set(day, _settle(held))
 
 
 def _settle(held: str) -> str:

@@ -1,13 +1,14 @@
-"""The enterprise table: each enterprise's whole state in memory, only what changed on the
+"""The enterprise table: each enterprise's state in memory, only what changed on the
 changelog.
 
-The handler reads and writes an enterprise's state whole (one value per enterprise in
-memory). Its changelog holds one record per part instead: the key ``enterprise_id`` holds
-the core (profile rows, statuses, appeals, change count), ``enterprise_id<KEY_SEP><day>``
-the report held for that day. A daily report, by far the commonest event, so writes one
-small record rather than the whole state with every report of the grace. On recovery the
-store folds the parts back into whole states; a record of the whole state (as written
-before the parts were split) folds in as a core that carries its reports.
+In memory an enterprise's value is ``(core, nr, reports)``: the core (profile rows,
+statuses, appeals, change count) as JSON bytes, the newest accepted report day, and the
+held reports as one string (``streams.enterprise.state.Reports``). A daily report, by far
+the commonest event, so neither parses nor rewrites the core or the other reports. The
+changelog holds one record per part: the key ``enterprise_id`` holds the core,
+``enterprise_id<KEY_SEP><day>`` the report held for that day. On recovery the store folds
+the parts back into values; a record of the whole state (as written before the parts were
+split) folds in as a core that carries its reports.
 """
 
 from __future__ import annotations
@@ -18,15 +19,41 @@ from typing import Any
 import orjson
 from faust.stores import STORES
 
-from streams.enterprise.state import new_state
+from streams.enterprise.state import Reports, new_state
 from streams.runtime.state import KEY_SEP, META, Out, TableState
 from streams.runtime.store import GroupedStore
 
 SEP = KEY_SEP.encode()
 CORE = ("prof", "st", "ap", "seq")
+RAW_CORE = "core"  # the state's core as held (JSON bytes), until the core changes
 # With a host: a table takes the app's store when its own URL is false, and an URL of a
 # scheme alone is.
 URL = "enterprises://table"
+
+Held = tuple[bytes, int, str]  # core JSON, newest report day, Reports.text
+
+
+def state_of(held: Held) -> dict[str, Any]:
+    """The handler's state (``streams.enterprise.state.new_state``) of a held value."""
+    core, nr, reports = held
+    st: dict[str, Any] = orjson.loads(core)
+    st["nr"] = nr
+    st["r"] = Reports(reports)
+    st[RAW_CORE] = core
+    return st
+
+
+def load(table: TableState, key: bytes) -> dict[str, Any] | None:
+    held = table.table.data.get(key)
+    return None if held is None else state_of(held)
+
+
+def _held(state: dict[str, Any], core: bool) -> Held:
+    raw = state.get(RAW_CORE)
+    if core or raw is None:
+        # orjson's result keeps the capacity of its output buffer: keep a copy.
+        raw = state[RAW_CORE] = memoryview(orjson.dumps({k: state[k] for k in CORE})).tobytes()
+    return raw, state["nr"], state["r"].text
 
 
 def write(
@@ -43,24 +70,22 @@ def write(
     its reports of ``days`` to the changelog."""
     key = eid.encode()
     store = table.table.data
-    # orjson's result keeps the capacity of its output buffer: keep a copy (TableState.put).
-    store[key] = memoryview(orjson.dumps(state)).tobytes()
+    held = store[key] = _held(state, core)
     store.place(key, partition)
     changelog = table.changelog
     if core:
-        value = orjson.dumps({k: state[k] for k in CORE})
-        out.append(Out(changelog, key, value, partition, changelog=True))
-    reports = state["r"]
+        out.append(Out(changelog, key, held[0], partition, changelog=True))
+    reports: Reports = state["r"]
     for day in days:
+        text = reports.get(day)
+        assert text is not None
         part = key + SEP + str(day).encode()
-        out.append(Out(changelog, part, reports[str(day)].encode(), partition, changelog=True))
+        out.append(Out(changelog, part, text.encode(), partition, changelog=True))
 
 
-def apply(
-    data: MutableMapping[bytes, bytes], records: Iterable[tuple[bytes, bytes | None]]
-) -> None:
+def apply(data: MutableMapping[bytes, Any], records: Iterable[tuple[bytes, bytes | None]]) -> None:
     """Fold changelog records (key, value) into ``data``, in their order."""
-    parts: dict[bytes, tuple[list[Any], dict[str, str]]] = {}
+    parts: dict[bytes, tuple[list[Any], dict[int, str]]] = {}
     for key, value in records:
         if key.startswith(META):  # the stage's bookkeeping: plain values
             if value is None:
@@ -73,26 +98,32 @@ def apply(
             data.pop(eid, None)
             parts.pop(eid, None)
             continue
-        held = parts.get(eid)
-        if held is None:
-            held = parts[eid] = ([], {})
+        got = parts.get(eid)
+        if got is None:
+            got = parts[eid] = ([], {})
         if sep:
-            held[1][day.decode()] = value.decode()
+            got[1][int(day)] = value.decode()
         else:
-            held[0].append(orjson.loads(value))
+            got[0].append(orjson.loads(value))
     for eid, (cores, reports) in parts.items():
-        raw = data.get(eid)
-        st = orjson.loads(raw) if raw is not None else new_state()
+        held = data.get(eid)
+        st = state_of(held) if held is not None else new_state()
         for core in cores:
+            whole = core.pop("r", None)  # a whole state, as written before the split
+            core.pop("nr", None)
             st.update(core)
-        held_reports = st.setdefault("r", {})
-        held_reports.update(reports)
-        st["nr"] = max(map(int, held_reports), default=0)
-        data[eid] = memoryview(orjson.dumps(st)).tobytes()
+            if whole is not None:
+                st["r"] = Reports()
+                for d, text in whole.items():
+                    st["r"].set(int(d), text)
+        for d, text in reports.items():
+            st["r"].set(d, text)
+        st["nr"] = max(st["r"].days(), default=0)
+        data[eid] = _held(st, core=bool(cores))
 
 
 class EnterpriseStore(GroupedStore):
-    """``grouped://`` whose changelog records are folded into whole enterprise states."""
+    """``grouped://`` whose changelog records are folded into enterprise values."""
 
     def apply_changelog_batch(
         self,

@@ -173,9 +173,10 @@ class TableState:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         yield from list(self.table.data.items())
 
-    def items_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    def items_in(self, partition: int) -> Iterator[tuple[bytes, Any]]:
         """The keys and values written to ``partition`` of the changelog (as the store
-        remembers it per group of keys: ``streams.runtime.store``)."""
+        remembers it per group of keys: ``streams.runtime.store``); values as the store holds
+        them (bytes, or what a store of its own keeps)."""
         store = self.table.data
         for key, raw in list(store.items()):
             if store.partition_of(key) == partition:

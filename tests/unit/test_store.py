@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import faust
 from faust.types import TP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.runtime.store import URL, GroupedStore, group_of, register
 
@@ -90,18 +92,46 @@ def test_enterprise_changelog_parts_fold_into_whole_states(tmp_path) -> None:  #
         to_key=lambda k: k,
         to_value=lambda v: v,
     )
-    assert orjson.loads(store.data[b"E1"]) == {
-        **core,
-        "r": {"739949": "fixed", "739950": "new"},
-        "nr": 739950,
-    }
-    e2 = orjson.loads(store.data[b"E2"])
-    assert e2["r"] == {"739940": "only a report"} and e2["nr"] == 739940 and e2["prof"] == []
+
+    def state(key: bytes) -> dict[str, object]:
+        st = enterprise_store.state_of(store.data[key])
+        return {**{k: st[k] for k in (*enterprise_store.CORE, "nr")}, "r": dict(st["r"].items())}
+
+    assert state(b"E1") == {**core, "r": {739949: "fixed", 739950: "new"}, "nr": 739950}
+    e2 = state(b"E2")
+    assert e2["r"] == {739940: "only a report"} and e2["nr"] == 739940 and e2["prof"] == []
     assert store.data[b"\x00clock1"] == b"739950"
     assert store.partition_of(b"E1") == 1 and store.partition_of(b"E2\x1e739940") == 2
     # A later batch folds into what is held.
     store.apply_changelog_batch(
         [_changelog(1, b"E1\x1e739951", b"next")], to_key=lambda k: k, to_value=lambda v: v
     )
-    assert orjson.loads(store.data[b"E1"])["nr"] == 739951
-    assert orjson.loads(store.data[b"E1"])["prof"] == [["p"]]
+    assert state(b"E1")["nr"] == 739951
+    assert state(b"E1")["prof"] == [["p"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.integers(719_163, 999_999), st.text(max_size=12), max_size=12))
+def test_held_reports_keep_any_text_per_day(reports: dict[int, str]) -> None:
+    from streams.enterprise.state import Reports
+
+    held = Reports()
+    for day, text in reports.items():
+        held.set(day, "x")  # then replaced
+        held.set(day, text)
+    assert dict(held.items()) == reports
+    assert sorted(held.days()) == sorted(reports) and len(held) == len(reports)
+    for day, text in reports.items():
+        assert held.get(day) == text
+    assert held.get(719_162) is None
+
+
+def test_held_reports_escape_line_feeds_and_backslashes() -> None:
+    from streams.enterprise.state import Reports
+
+    texts = ["a\\2b", "a\\1\n", "\\", "\n", "\\\\n\n2|", "|\n737001|x", ""]
+    held = Reports()
+    for i, text in enumerate(texts):
+        held.set(737_000 + i, text)
+    assert [held.get(737_000 + i) for i in range(len(texts))] == texts
+    assert held.days() == [737_000 + i for i in range(len(texts))]
