@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from sinks.writer import (
     REGION_KEY,
     Batcher,
     ClickHouseSink,
+    Rows,
     Sink,
     alert_row,
     block_rows,
@@ -69,7 +71,7 @@ def analyst_client(settings: Settings, send_receive_timeout: float = 300.0) -> A
     )
 
 
-def route(batcher: Batcher, settings: Settings, record: Any) -> None:
+def route(batcher: Rows, settings: Settings, record: Any) -> None:
     """Turn one Kafka record into a row of the table it belongs to."""
     # The worker packs the rows topics: one message holds many [key, row] records.
     if record.topic == settings.region_rows_topic:
@@ -97,6 +99,37 @@ def route(batcher: Batcher, settings: Settings, record: Any) -> None:
         )
 
 
+class _Split:
+    """The rows of the fast tables to one batcher, the others to another: the bulk tables'
+    inserts (seconds of rows, hundreds of thousands at a time) run in the background on a
+    connection of their own, and never hold up the region rows."""
+
+    def __init__(self, fast: Batcher, bulk: Batcher) -> None:
+        self.fast = fast
+        self.bulk = bulk
+
+    def source(self, partition: Any, offset: int) -> None:
+        self.fast.source(partition, offset)
+        self.bulk.source(partition, offset)
+
+    def _of(self, table: str) -> Batcher:
+        return self.fast if table in FAST_TABLES else self.bulk
+
+    def add(self, table: str, columns: Sequence[str], row: tuple[Any, ...]) -> None:
+        self._of(table).add(table, columns, row)
+
+    def add_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        self._of(table).add_rows(table, columns, rows)
+
+    def retract(
+        self, table: str, key: Sequence[str], values: tuple[Any, ...], version: int
+    ) -> None:
+        self._of(table).retract(table, key, values, version)
+
+    def __len__(self) -> int:
+        return len(self.fast) + len(self.bulk)
+
+
 class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
     """Forgets the positions of partitions that move away: should one come back, the
     position read before must not be committed over what another sink committed since."""
@@ -117,11 +150,21 @@ class SinkRunner:
     share the partitions) and writes ClickHouse inserts from a worker thread, keeping the
     consumer's heartbeats going while an insert waits or retries."""
 
-    def __init__(self, settings: Settings, sink: Sink | None = None) -> None:
+    def __init__(
+        self, settings: Settings, sink: Sink | None = None, bulk_sink: Sink | None = None
+    ) -> None:
         self.s = settings
-        self.sink = sink or ClickHouseSink(
-            clickhouse_client(settings), settings.clickhouse_database, settings.clickhouse_cluster
-        )
+
+        def connect() -> Sink:
+            return ClickHouseSink(
+                clickhouse_client(settings),
+                settings.clickhouse_database,
+                settings.clickhouse_cluster,
+            )
+
+        self.sink = sink or connect()  # the fast tables
+        # The bulk tables', written from another thread: a connection of its own.
+        self.bulk_sink = bulk_sink or (sink if sink is not None else connect())
         self.stopping = False
         self.metrics = SinkMetrics()
 
@@ -148,7 +191,9 @@ class SinkRunner:
         consumer.subscribe(list(self.s.sink_topics), listener=_ForgetRevoked(positions))
         await consumer.start()
         serve(self.metrics.registry, self.s.metrics_host, self.s.sink_metrics_port, "sink")
-        batcher = Batcher(self.sink)
+        rows = _Split(Batcher(self.sink), Batcher(self.bulk_sink))
+        writing: asyncio.Future[tuple[dict[str, int], float]] | None = None  # bulk, running
+        written_by: Batcher | None = None  # the batcher being written by it
         started = time.monotonic()
         cap = self.s.sink_batch_max
         try:
@@ -156,68 +201,79 @@ class SinkRunner:
                 ending = self.stopping or (
                     max_seconds is not None and time.monotonic() - started > max_seconds
                 )
-                while not ending and len(batcher) < cap:
-                    left = self._next_due(batcher) - time.monotonic()
+                while not ending and len(rows) < cap:
+                    left = self._next_due(rows, writing is None) - time.monotonic()
                     if left <= 0:
                         break
                     polled = await consumer.getmany(
-                        timeout_ms=max(1, int(left * 1000)), max_records=cap - len(batcher)
+                        timeout_ms=max(1, int(left * 1000)), max_records=cap - len(rows)
                     )
                     for tp, records in polled.items():
                         self.metrics.messages.labels(tp.topic).inc(len(records))
                         for record in records:
-                            batcher.source(tp, record.offset)
-                            route(batcher, self.s, record)
+                            rows.source(tp, record.offset)
+                            route(rows, self.s, record)
                         if records:
                             positions[tp] = records[-1].offset + 1
                     ending = self.stopping
-                due = self._due(batcher, everything=ending or len(batcher) >= cap)
-                if due:
-                    t_insert = time.perf_counter()
-                    written = await loop.run_in_executor(None, self._write_with_retry, batcher, due)
-                    self.metrics.inserted(written, time.perf_counter() - t_insert)
-                    await self._commit(consumer, batcher, positions)
+                    if writing is not None and writing.done():
+                        break  # its offsets can be committed now
+                full = ending or len(rows) >= cap
+                if self._due(rows.fast, self.s.sink_batch_seconds, full):
+                    self.metrics.inserted(
+                        *await loop.run_in_executor(None, self._write_with_retry, rows.fast)
+                    )
+                if writing is not None and (writing.done() or full):
+                    self.metrics.inserted(*await writing)
+                    writing = written_by = None
+                if writing is None and self._due(rows.bulk, self.s.sink_bulk_seconds, full):
+                    written_by, rows.bulk = rows.bulk, Batcher(self.bulk_sink)
+                    writing = loop.run_in_executor(None, self._write_with_retry, written_by)
+                    if ending:
+                        self.metrics.inserted(*await writing)
+                        writing = written_by = None
+                held = [rows.fast, rows.bulk] + ([written_by] if written_by else [])
+                await self._commit(consumer, held, positions)
                 self._measure_lag(consumer, positions)
-                if ending:
+                if ending and writing is None:
                     break
         finally:
+            if writing is not None:
+                await asyncio.wait([writing])
             await consumer.stop()
 
-    def _groups(self, batcher: Batcher) -> list[tuple[list[str], float]]:
-        """The pending tables in two groups, each with how long its rows may wait: the
-        region rows and alerts (what coordinators watch), and the rest (written in larger,
-        rarer inserts; each group's tables are written together, so the enterprise tables
-        agree with each other)."""
-        fast = [t for t in batcher.since if t in FAST_TABLES]
-        bulk = [t for t in batcher.since if t not in FAST_TABLES]
-        return [(fast, self.s.sink_batch_seconds), (bulk, self.s.sink_bulk_seconds)]
-
-    def _next_due(self, batcher: Batcher) -> float:
-        """When the next group of tables is due (at the latest a fast wait from now, to
-        look at the lag and at stop requests)."""
+    def _next_due(self, rows: _Split, bulk: bool) -> float:
+        """When the fast tables are next due, or the bulk ones (``bulk``: none is being
+        written); at the latest a fast wait from now, to look at the lag and at stop
+        requests."""
         wake = time.monotonic() + self.s.sink_batch_seconds
-        for tables, wait in self._groups(batcher):
-            oldest = batcher.oldest(tables)
+        waits = [(rows.fast, self.s.sink_batch_seconds)]
+        if bulk:
+            waits.append((rows.bulk, self.s.sink_bulk_seconds))
+        for batcher, wait in waits:
+            oldest = batcher.oldest()
             if oldest is not None:
                 wake = min(wake, oldest + wait)
         return wake
 
-    def _due(self, batcher: Batcher, everything: bool) -> list[str]:
-        now = time.monotonic()
-        due: list[str] = []
-        for tables, wait in self._groups(batcher):
-            oldest = batcher.oldest(tables)
-            # The same sum as in _next_due: due exactly when that said so.
-            if oldest is not None and (everything or oldest + wait <= now):
-                due += tables
-        return due
+    @staticmethod
+    def _due(batcher: Batcher, wait: float, everything: bool) -> bool:
+        oldest = batcher.oldest()
+        # The same sum as in _next_due: due exactly when that said so.
+        return oldest is not None and (everything or oldest + wait <= time.monotonic())
 
-    async def _commit(self, consumer: Any, batcher: Batcher, positions: dict[Any, int]) -> None:
-        """Commit what ClickHouse holds: offsets past the rows still pending stay."""
+    async def _commit(
+        self, consumer: Any, batchers: list[Batcher], positions: dict[Any, int]
+    ) -> None:
+        """Commit what ClickHouse holds: offsets past the rows still pending (or being
+        written) stay."""
         from aiokafka.errors import CommitFailedError, IllegalStateError
 
         assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in batcher.committable(positions).items() if tp in assigned}
+        committable = positions
+        for batcher in batchers:
+            committable = batcher.committable(committable)
+        offsets = {tp: o for tp, o in committable.items() if tp in assigned}
         if not offsets:
             return
         try:
@@ -242,13 +298,15 @@ class SinkRunner:
             return
         self.metrics.lag.set(lags)
 
-    def _write_with_retry(self, batcher: Batcher, tables: list[str]) -> dict[str, int]:
+    def _write_with_retry(self, batcher: Batcher) -> tuple[dict[str, int], float]:
+        """Write everything ``batcher`` holds: (rows per table, seconds it took)."""
         delay = 0.5
+        started = time.perf_counter()
         while True:
             try:
-                written = batcher.flush(tables)
+                written = batcher.flush()
                 log.info("inserted %s", written)
-                return written
+                return written, time.perf_counter() - started
             except Exception as exc:  # noqa: BLE001 - ClickHouse down: retry, keep the batch
                 if self.stopping:
                     raise

@@ -36,6 +36,18 @@ class Sink(Protocol):
     def retract(self, table: str, key: Sequence[str], items: list[Retraction]) -> None: ...
 
 
+class Rows(Protocol):
+    """Where ``sinks.runner.route`` puts the rows of a record."""
+
+    def add(self, table: str, columns: Sequence[str], row: tuple[Any, ...]) -> None: ...
+
+    def add_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
+
+    def retract(
+        self, table: str, key: Sequence[str], values: tuple[Any, ...], version: int
+    ) -> None: ...
+
+
 class Batcher:
     """Collects rows per table and writes each table's rows in one insert; retractions are
     applied after the inserts of the same flush.

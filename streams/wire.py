@@ -78,7 +78,11 @@ REPORT_COLUMNS = (
     "zero_report",
     "version",
 )
-BLOCK_ROWS = 500  # rows per block: a block with raw events stays far below Kafka's 1 MB
+# Rows per block, and the text a block's rows may carry before the next one starts (raw
+# events are up to a megabyte each): a packed message of blocks stays far below Kafka's
+# 1 MB limit.
+BLOCK_ROWS = 500
+BLOCK_BYTES = 192 * 1024
 
 
 @dataclass(slots=True)
@@ -90,14 +94,32 @@ class RowBlock:
 
     @classmethod
     def of_rows(
-        cls, table: str, names: tuple[str, ...], rows: list[tuple[Any, ...]]
+        cls,
+        table: str,
+        names: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        sizes: list[int] | None = None,
     ) -> list[RowBlock]:
-        """Blocks of at most ``BLOCK_ROWS`` of ``rows`` (tuples in the order of ``names``)."""
+        """``rows`` (tuples in the order of ``names``) in blocks of at most ``BLOCK_ROWS``
+        rows and, by ``sizes`` (bytes per row), about ``BLOCK_BYTES``."""
         blocks = []
-        for i in range(0, len(rows), BLOCK_ROWS):
-            columns = zip(*rows[i : i + BLOCK_ROWS], strict=True)  # rows -> columns
+        start = 0
+        while start < len(rows):
+            end = min(start + BLOCK_ROWS, len(rows))
+            if sizes is not None:
+                total = 0
+                for i in range(start, end):
+                    total += sizes[i]
+                    if total >= BLOCK_BYTES:
+                        end = i + 1  # at least one row
+                        break
+            columns = zip(*rows[start:end], strict=True)  # rows -> columns
             blocks.append(cls(table, dict(zip(names, map(list, columns), strict=True))))
+            start = end
         return blocks
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()), ()))
 
     def rows(self, names: tuple[str, ...]) -> list[tuple[Any, ...]]:
         """The rows, as tuples in the order of ``names``."""

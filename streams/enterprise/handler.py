@@ -174,6 +174,7 @@ class EnterpriseProcessor:
         received_at = int(now.timestamp())
         last: dict[int, int] = {}  # partition -> offset of its last message in the batch
         accepted: list[tuple[Any, ...]] = []  # events rows (``EVENT_COLUMNS``)
+        accepted_bytes: list[int] = []  # and the size of each one's raw event
         reports: list[tuple[Any, ...]] = []  # enterprise_reports rows (``REPORT_COLUMNS``)
         for event in events:
             msg = event.message
@@ -231,6 +232,7 @@ class EnterpriseProcessor:
                     received_at,
                 )
             )
+            accepted_bytes.append(len(raw))
             if isinstance(ev, DailyReport):
                 rep = enterprise.apply_report(self._report(day, entry), ev)
                 if rep is None:
@@ -277,11 +279,11 @@ class EnterpriseProcessor:
             )
         clocks.save(out)
         spread = 0
-        for table, names, table_rows in (
-            ("events", EVENT_COLUMNS, accepted),
-            ("enterprise_reports", REPORT_COLUMNS, reports),
+        for table, names, table_rows, sizes in (
+            ("events", EVENT_COLUMNS, accepted, accepted_bytes),
+            ("enterprise_reports", REPORT_COLUMNS, reports, None),
         ):
-            for block in RowBlock.of_rows(table, names, table_rows):
+            for block in RowBlock.of_rows(table, names, table_rows, sizes):
                 out.append(Out(rows, b"", block.to_json(), spread % self.partitions))
                 spread += 1
         for p, by_district in self.partials.take().items():

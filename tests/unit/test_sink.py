@@ -245,3 +245,45 @@ def test_the_enterprise_stage_rows_reach_their_tables_through_blocks() -> None:
         assert r["planned_output_value"] == ev.planned_output_value
         assert r["masks_in_stock"] == ev.masks_in_stock
         assert r["occurred_at"] == int(ev.occurred_at.timestamp())
+
+
+def test_fast_and_bulk_tables_go_to_their_own_batchers_and_both_hold_commits_back() -> None:
+    from sinks.runner import _Split
+
+    fast_sink, bulk_sink = MemorySink(), MemorySink()
+    rows = _Split(Batcher(fast_sink), Batcher(bulk_sink))
+    rows.source("p0", 5)
+    rows.add("region_metrics", ("a",), (1,))
+    rows.source("p0", 6)
+    rows.add_rows("events", ("b",), [(2,), (3,)])
+    rows.add("alerts", ("c",), (4,))
+    assert (len(rows.fast), len(rows.bulk), len(rows)) == (2, 2, 4)
+    writing, rows.bulk = rows.bulk, Batcher(bulk_sink)  # the bulk insert under way
+
+    def committable(*batchers: Batcher) -> dict[str, int]:
+        out = {"p0": 10}
+        for b in batchers:
+            out = b.committable(out)
+        return out
+
+    assert committable(rows.fast, rows.bulk, writing) == {"p0": 5}
+    rows.fast.flush()
+    assert committable(rows.fast, rows.bulk, writing) == {"p0": 6}  # still being written
+    writing.flush()
+    assert committable(rows.fast, rows.bulk) == {"p0": 10}
+    assert set(fast_sink.tables) == {"region_metrics", "alerts"}
+    assert fast_sink.tables["region_metrics"] == [{"a": 1}]
+    assert bulk_sink.tables == {"events": [{"b": 2}, {"b": 3}]}
+
+
+def test_row_blocks_split_by_rows_and_by_bytes() -> None:
+    from streams.wire import BLOCK_ROWS, RowBlock
+
+    names = ("a", "b")
+    rows = [(i, str(i)) for i in range(2 * BLOCK_ROWS + 3)]
+    blocks = RowBlock.of_rows("events", names, rows)
+    assert [len(b) for b in blocks] == [BLOCK_ROWS, BLOCK_ROWS, 3]
+    assert [r for b in blocks for r in b.rows(names)] == rows
+    big = RowBlock.of_rows("events", names, rows[:5], sizes=[100_000, 100_000, 900_000, 10, 10])
+    assert [len(b) for b in big] == [2, 1, 2]  # a row over the bound alone, none lost
+    assert [r for b in big for r in b.rows(names)] == rows[:5]
