@@ -8,7 +8,7 @@ CNY) so that sums, and their corrections, are exact.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -66,13 +66,22 @@ def stable_partition(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def scopes(sector: str, above: int) -> Iterable[str]:
-    """The (sector, above_scale_only) scopes an enterprise counts in, as "sector<SEP>0|1"."""
-    yield f"{sector}{SEP}0"
-    yield f"*{SEP}0"
-    if above:
-        yield f"{sector}{SEP}1"
-        yield f"*{SEP}1"
+_SCOPES: dict[tuple[str, int], tuple[str, ...]] = {}
+_SCOPES_HELD = 4096  # (sector, above) pairs whose scopes are kept, one string each
+
+
+def scopes(sector: str, above: int) -> tuple[str, ...]:
+    """The (sector, above_scale_only) scopes an enterprise counts in, as "sector<SEP>0|1".
+    The same strings every time for a pair (up to ``_SCOPES_HELD`` pairs): the keys of the
+    partial sums share them instead of holding a copy each."""
+    got = _SCOPES.get((sector, above))
+    if got is None:
+        got = (f"{sector}{SEP}0", f"*{SEP}0")
+        if above:
+            got += (f"{sector}{SEP}1", f"*{SEP}1")
+        if len(_SCOPES) < _SCOPES_HELD:
+            _SCOPES[(sector, above)] = got
+    return got
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,13 @@ class Partials:
     def __init__(self) -> None:
         self.sums: dict[int, dict[Cell, list[int]]] = {}
         self.touched: dict[int, set[Cell]] = {}
+        # One object per district name and per day for every key that holds it: a new
+        # cell's key takes them from here, instead of keeping the copy it was made from.
+        self._names: dict[str, str] = {}
+        self._days: dict[int, int] = {}
+
+    def _key(self, district: str, scope: str, day: int) -> Cell:
+        return (self._names.setdefault(district, district), scope, self._days.setdefault(day, day))
 
     def drop(self, partition: int) -> None:
         self.sums.pop(partition, None)
@@ -47,7 +54,7 @@ class Partials:
                 key = (district, scope, a)
                 v = sums.get(key)
                 if v is None:
-                    v = sums[key] = [0] * CELL
+                    v = sums[self._key(district, scope, a)] = [0] * CELL
                 touched.add(key)
                 v[0] += sign
                 v[1 + status] += sign
@@ -59,7 +66,7 @@ class Partials:
                 key = (district, scope, b)
                 w = sums.get(key)
                 if w is None:
-                    w = sums[key] = [0] * CELL
+                    w = sums[self._key(district, scope, b)] = [0] * CELL
                 touched.add(key)
                 w[0] -= sign
                 w[1 + status] -= sign
@@ -75,7 +82,7 @@ class Partials:
             key = (district, scope, day)
             v = sums.get(key)
             if v is None:
-                v = sums[key] = [0] * CELL
+                v = sums[self._key(district, scope, day)] = [0] * CELL
             touched.add(key)
             v[6] += sign
             v[7] += sign * staff

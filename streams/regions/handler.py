@@ -52,6 +52,10 @@ class RegionProcessor:
         self.districts: dict[str, DistrictAgg] = {}
         self.rollups: dict[str, RollupAgg] = {}
         self.homes: dict[str, int] = {}  # region key -> its partition (its province's)
+        # One object per district, scope and day for all the sums that keep one in a key
+        # (each message decodes its own copies).
+        self.names: dict[str, str] = {}
+        self.days: dict[int, int] = {}
 
     def reset(self) -> None:
         """Partitions moved: rebuild the sums from the (recovered) table on next use."""
@@ -63,6 +67,9 @@ class RegionProcessor:
             province = region_key("province", split_region_key(region)[1])
             q = self.homes[region] = stable_partition(province, self.partitions)
         return q
+
+    def _day(self, day: int) -> int:
+        return self.days.setdefault(day, day)
 
     def _district(self, key: str) -> DistrictAgg:
         agg = self.districts.get(key)
@@ -90,7 +97,9 @@ class RegionProcessor:
             district, _p, cell_day, scope = raw_key.decode().split(KEY_SEP)
             if self.home(district) == q:
                 _version, values = _cell(raw)
-                self._district(district).apply(scope, int(cell_day), None, values)
+                scope = self.names.setdefault(scope, scope)
+                day = self._day(int(cell_day))
+                self._district(district).apply(scope, day, None, values)
         newest = clocks.get(q)
         for key, agg in list(self.districts.items()):
             if self.home(key) != q:
@@ -102,6 +111,7 @@ class RegionProcessor:
                 first = agg.first(scope)
                 assert first is not None
                 for day, v in agg.values(scope, first, newest):
+                    day = self._day(day)  # noqa: PLW2901
                     self._rollup(city).replace(key, day, scope, v)
                     self._rollup(province).replace(key, day, scope, v)
         for key, roll in self.rollups.items():
@@ -128,10 +138,13 @@ class RegionProcessor:
             clocks.advance(q, sums.clock)
             if not sums.district:
                 continue
-            district = sums.district
+            names = self.names
+            district = names.setdefault(sums.district, sums.district)
             agg = self._district(district)
             prefix = f"{district}{KEY_SEP}{sums.partition}{KEY_SEP}"
             for scope, day, values in sums.cells:
+                scope = names.setdefault(scope, scope)  # noqa: PLW2901
+                day = self._day(day)  # noqa: PLW2901
                 key = f"{prefix}{day}{KEY_SEP}{scope}".encode()
                 held = written.get(key)
                 old: list[int] | None = None
@@ -163,9 +176,10 @@ class RegionProcessor:
                 out.append(Out(rows_topic, district.encode(), row.to_json(version), q))
                 review.add((district, row.scope))
                 v = None if row.deleted else row.v
+                day = self._day(row.day)
                 for parent in (city, province):
-                    if self._rollup(parent).replace(district, row.day, row.scope, v):
-                        parents_changed[(parent, row.day, row.scope)] = q
+                    if self._rollup(parent).replace(district, day, row.scope, v):
+                        parents_changed[(parent, day, row.scope)] = q
         for (parent, day, scope), q in parents_changed.items():
             row = self.rollups[parent].row(day, scope)
             out.append(Out(rows_topic, parent.encode(), row.to_json(versions.of(q)), q))
