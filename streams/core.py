@@ -47,6 +47,24 @@ def fen(value: float) -> int:
     return int(round(value * 100))
 
 
+def identity(ev: AnyEvent) -> str:
+    """An event's identity (CONTRACT §1: source and event_id) as one string. Sources hold
+    no control character (``producers.events``), so the separator cannot be part of one;
+    string order is (source, event_id) order."""
+    return f"{ev.source}{SEP}{ev.event_id}"
+
+
+def split_identity(ident: str) -> tuple[str, str]:
+    """(source, event_id) of an ``identity``."""
+    source, _, event_id = ident.partition(SEP)
+    return source, event_id
+
+
+def ts_us(ev: AnyEvent) -> int:
+    """An event's occurred_at in microseconds since the epoch."""
+    return int(ev.occurred_at.timestamp() * 1_000_000)
+
+
 def region_key(level: str, province: str, city: str = "", district: str = "") -> str:
     return SEP.join((level, province, city, district))
 

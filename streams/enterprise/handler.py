@@ -25,6 +25,7 @@ from streams.core import day_text, event_day, parents, stable_partition
 from streams.enterprise import state as enterprise
 from streams.enterprise import store
 from streams.enterprise.partials import Partials
+from streams.enterprise.reports import apply_report, keep_reports, unpack_report
 from streams.enterprise.state import NEVER
 from streams.runtime.state import META, Clocks, Out, Result, TableState, Topics, pack
 from streams.wire import EVENT_COLUMNS, REPORT_COLUMNS, PartialSums, RowBlock
@@ -94,7 +95,7 @@ class EnterpriseProcessor:
             self.partials.segments(p, district, s, 1)
         prof = st["prof"]
         for day, held in st["r"].items():
-            self._count_report(p, prof, day, enterprise.unpack_report(held), 1)
+            self._count_report(p, prof, day, unpack_report(held), 1)
 
     def _count_report(
         self, p: int, prof: list[list[Any]], day: int, rep: list[Any], sign: int
@@ -122,7 +123,7 @@ class EnterpriseProcessor:
         if rep is not None:
             return rep
         held = entry.state["r"].get(day)
-        return None if held is None else enterprise.unpack_report(held)
+        return None if held is None else unpack_report(held)
 
     def _derive(self, eid: str, entry: _Touched, out: list[Out]) -> None:
         """What changed in an enterprise during a batch: its partial sums (the old state's
@@ -156,7 +157,7 @@ class EnterpriseProcessor:
         old_prof = prof if entry.old_prof is None else entry.old_prof
         for day in days:
             held = st["r"].get(day)  # as before the batch (``keep_reports`` comes after)
-            old = None if held is None else enterprise.unpack_report(held)
+            old = None if held is None else unpack_report(held)
             new = entry.reports.get(day, old)
             if old is not None:
                 self._count_report(p, old_prof, day, old, -1)
@@ -234,7 +235,7 @@ class EnterpriseProcessor:
             )
             accepted_bytes.append(len(raw))
             if isinstance(ev, DailyReport):
-                rep = enterprise.apply_report(self._report(day, entry), ev)
+                rep = apply_report(self._report(day, entry), ev)
                 if rep is None:
                     self.tally["duplicates"] += 1
                 else:
@@ -265,9 +266,7 @@ class EnterpriseProcessor:
                 continue
             self._derive(eid, entry, out)
             if entry.reports:
-                enterprise.keep_reports(
-                    entry.state, entry.reports, self.grace_days, entry.nr_before
-                )
+                keep_reports(entry.state, entry.reports, self.grace_days, entry.nr_before)
             store.write(
                 self.state,
                 entry.partition,

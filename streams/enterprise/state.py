@@ -14,11 +14,11 @@ from producers.events import (
     AnyEvent,
     AppealOpened,
     AppealResolved,
-    DailyReport,
     EnterpriseRegistered,
     StatusChanged,
 )
-from streams.core import fen, local_day, region_key
+from streams.core import fen, identity, local_day, region_key, split_identity, ts_us
+from streams.enterprise.reports import Reports
 
 STATUS_CODE = {"suspended": 0, "filed": 1, "resumed": 2}
 STATUS_NAME = {v: k for k, v in STATUS_CODE.items()}
@@ -27,65 +27,6 @@ NEVER = 1 << 30  # a day after every real day
 # prof rows: [ts_us, ident, day, province, city, district, sector, above, employees,
 #             capacity_fen, key_enterprise, suppliers]   (ident: see ``identity``)
 P_TS, P_ID, P_DAY, P_PROV, P_CITY, P_DIST, P_SECTOR, P_ABOVE, P_EMP, P_CAP, P_KEY, P_SUP = range(12)
-
-
-class Reports:
-    """An enterprise's held reports, one per day, as ``pack_report`` texts in one string:
-    per day a line feed, the day, "|" and the text (a line feed or backslash in it escaped).
-    Finding, replacing or adding one day's report is a search in the string, not a parse of
-    every report the enterprise holds, and the string is one object in memory."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str = "") -> None:
-        self.text = text
-
-    def get(self, day: int) -> str | None:
-        text = self.text
-        marker = f"\n{day}|"
-        at = text.find(marker)
-        if at < 0:
-            return None
-        start = at + len(marker)
-        end = text.find("\n", start)
-        return _unescape(text[start:] if end < 0 else text[start:end])
-
-    def set(self, day: int, held: str) -> None:
-        text = self.text
-        marker = f"\n{day}|"
-        line = marker + _escape(held)
-        at = text.find(marker)
-        if at < 0:
-            self.text = text + line
-            return
-        end = text.find("\n", at + len(marker))
-        self.text = text[:at] + line + ("" if end < 0 else text[end:])
-
-    def items(self) -> list[tuple[int, str]]:
-        out = []
-        for line in self.text.split("\n")[1:]:
-            day, _, held = line.partition("|")
-            out.append((int(day), _unescape(held)))
-        return out
-
-    def days(self) -> list[int]:
-        return [int(line.partition("|")[0]) for line in self.text.split("\n")[1:]]
-
-    def __len__(self) -> int:
-        return self.text.count("\n")
-
-
-def _escape(held: str) -> str:
-    # Only an identity can hold either character (an event_id may be any text).
-    if "\\" in held or "\n" in held:
-        return held.replace("\\", "\\1").replace("\n", "\\2")
-    return held
-
-
-def _unescape(held: str) -> str:
-    if "\\" in held:  # every backslash starts an escape: \2 is a line feed, \1 itself
-        return held.replace("\\2", "\n").replace("\\1", "\\")
-    return held
 
 
 def new_state() -> dict[str, Any]:
@@ -100,19 +41,6 @@ def new_state() -> dict[str, Any]:
     return {"prof": [], "st": [], "ap": {}, "seq": 0, "r": Reports(), "nr": 0}
 
 
-def identity(ev: AnyEvent) -> str:
-    """An event's identity (CONTRACT §1: source and event_id) as one string. Sources hold
-    no control character (``producers.events``), so the separator cannot be part of one;
-    string order is (source, event_id) order."""
-    return f"{ev.source}\x1f{ev.event_id}"
-
-
-def split_identity(ident: str) -> tuple[str, str]:
-    """(source, event_id) of an ``identity``."""
-    source, _, event_id = ident.partition("\x1f")
-    return source, event_id
-
-
 def newest_report_day(state: dict[str, Any]) -> int:
     """The newest report day accepted for the enterprise (0: none yet)."""
     return int(state["nr"])
@@ -125,92 +53,9 @@ def too_late(state: dict[str, Any], day: int, grace: int) -> int | None:
     return nr if nr and day < nr - grace else None
 
 
-def keep_reports(
-    state: dict[str, Any], changed: dict[int, list[Any]], grace: int, before: int
-) -> None:
-    """Store the ``changed`` report rows (``state["nr"]`` already counts them; it was
-    ``before`` until they came). Reports of days more than ``grace`` behind the newest are
-    settled: no report can correct them any more, so their identity is dropped, but their
-    figures stay, because a late registration may still move them to another district or
-    sector."""
-    reports: Reports = state["r"]
-    for day, rep in changed.items():
-        reports.set(day, pack_report(rep))
-    newest = newest_report_day(state)
-    if newest == before:
-        return  # no day left the grace (an accepted report is never older than it)
-    # Days before ``before - grace`` were settled when ``before`` came, and a report of this
-    # batch is never older than that: only the days since can be left to settle.
-    cut = newest - grace
-    low = before - grace if before else min(changed)
-    if cut - low > len(reports):  # a long jump: fewer held days than days in between
-        days = [day for day in reports.days() if low <= day < cut]
-    else:
-        days = list(range(low, cut))
-    for day in days:
-        held = reports.get(day)
-        if held is not None and not held.endswith(","):
-            reports.set(day, _settle(held))
-
-
-def _settle(held: str) -> str:
-    """A packed report without its identity (the text after the sixth comma)."""
-    return ",".join(held.split(",", 6)[:6]) + ","
-
-
-def pack_report(rep: list[Any]) -> str:
-    """A report row as one string, the identity last: the enterprise's value is read and
-    written whole on every change, and a string is one object to parse instead of eight."""
-    ts, ident, staff, output, planned, masks, zero = rep
-    return (
-        f"{ts},{staff},{output},{'' if planned is None else planned},"
-        f"{'' if masks is None else masks},{zero},{ident}"
-    )
-
-
-def unpack_report(held: str | list[Any]) -> list[Any]:
-    """The report row of ``pack_report``'s string (or a row stored as a list)."""
-    if not isinstance(held, str):
-        return held
-    ts, staff, output, planned, masks, zero, ident = held.split(",", 6)
-    return [
-        int(ts),
-        ident,
-        int(staff),
-        int(output),
-        int(planned) if planned else None,
-        int(masks) if masks else None,
-        int(zero),
-    ]
-
-
-def _ts_us(ev: AnyEvent) -> int:
-    return int(ev.occurred_at.timestamp() * 1_000_000)
-
-
-def apply_report(held: list[Any] | None, ev: DailyReport) -> list[Any] | None:
-    """The report row [ts_us, ident, staff, output_fen, planned_fen, masks, zero] that
-    replaces ``held`` for the report's day, or None when ``held`` stays (a later report for
-    the same day is a correction: the latest occurred_at wins; at the same instant, the
-    greater (source, event_id))."""
-    ts = _ts_us(ev)
-    ident = identity(ev)
-    if held is not None and (ts, ident) <= (held[0], held[1]):
-        return None
-    return [
-        ts,
-        ident,
-        ev.staff_on_duty,
-        fen(ev.output_value),
-        None if ev.planned_output_value is None else fen(ev.planned_output_value),
-        ev.masks_in_stock,
-        int(ev.zero_report),
-    ]
-
-
 def apply_event(state: dict[str, Any], ev: AnyEvent, tz: ZoneInfo) -> bool:
     """Apply a profile, status or appeal event; False if it changes nothing (re-sent)."""
-    ts = _ts_us(ev)
+    ts = ts_us(ev)
     ident = identity(ev)
     if isinstance(ev, EnterpriseRegistered):
         if any(r[P_ID] == ident for r in state["prof"]):

@@ -3,7 +3,7 @@ changelog.
 
 In memory an enterprise's value is ``(core, nr, reports)``: the core (profile rows,
 statuses, appeals, change count) as JSON bytes, the newest accepted report day, and the
-held reports as one string (``streams.enterprise.state.Reports``). A daily report, by far
+held reports as one string (``streams.enterprise.reports.Reports``). A daily report, by far
 the commonest event, so neither parses nor rewrites the core or the other reports. The
 changelog holds one record per part: the key ``enterprise_id`` holds the core,
 ``enterprise_id<KEY_SEP><day>`` the report held for that day. On recovery the store folds
@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 from faust.stores import STORES
 
-from streams.enterprise.state import Reports, new_state
+from streams.enterprise.reports import Reports
+from streams.enterprise.state import new_state
 from streams.runtime.state import KEY_SEP, META, Out, TableState
 from streams.runtime.store import GroupedStore
 

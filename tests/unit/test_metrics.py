@@ -433,7 +433,7 @@ def test_same_day_registrations_out_of_order_leave_no_phantom_rows() -> None:
 
 
 def test_report_rows_pack_into_one_string_and_back() -> None:
-    from streams.enterprise.state import pack_report, unpack_report
+    from streams.enterprise.reports import pack_report, unpack_report
 
     rows = [
         [1_581_300_000_000_000, "r,1,with,commas", 12, 345_600, None, None, 0],

@@ -113,7 +113,7 @@ def test_enterprise_changelog_parts_fold_into_whole_states(tmp_path) -> None:  #
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.integers(719_163, 999_999), st.text(max_size=12), max_size=12))
 def test_held_reports_keep_any_text_per_day(reports: dict[int, str]) -> None:
-    from streams.enterprise.state import Reports
+    from streams.enterprise.reports import Reports
 
     held = Reports()
     for day, text in reports.items():
@@ -127,7 +127,7 @@ def test_held_reports_keep_any_text_per_day(reports: dict[int, str]) -> None:
 
 
 def test_held_reports_escape_line_feeds_and_backslashes() -> None:
-    from streams.enterprise.state import Reports
+    from streams.enterprise.reports import Reports
 
     texts = ["a\\2b", "a\\1\n", "\\", "\n", "\\\\n\n2|", "|\n737001|x", ""]
     held = Reports()
