@@ -160,14 +160,14 @@ class Settings(BaseSettings):
     # --- worker and sink tuning --------------------------------------------------------
     batch_max: int = Field(default=5000, description="Max events per worker batch.")
     batch_seconds: float = Field(
-        default=0.2, description="Max seconds a worker batch waits to fill up."
+        default=0.1, description="Max seconds a worker batch waits to fill up."
     )
     sink_batch_max: int = Field(
         default=50000,
         description="Max rows the sink holds: reaching it writes every table at once.",
     )
     sink_batch_seconds: float = Field(
-        default=0.5,
+        default=0.25,
         description="Max seconds rows of region_metrics and alerts wait for their "
         "ClickHouse insert.",
     )
