@@ -123,19 +123,22 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         monitor=QuietMonitor(),
     )
 
+    def buffered(name: str, maxsize: int, **kwargs: Any) -> Any:
+        # Built as a Topic, not with App.topic(): App.topic() takes a maxsize and does not
+        # pass it on (faust-streaming 0.15.3, faust/app/base.py), so the stream buffers
+        # would be Faust's default 20,000 messages, and the input's 20,000 chunks of records
+        # would let the fetcher read the whole backlog into memory.
+        return faust.Topic(
+            app, topics=[name], schema=RawSchema(), maxsize=maxsize, allow_empty=False, **kwargs
+        )
+
     def topic(name: str, internal: bool = False) -> Any:
         if internal:
-            return app.topic(
-                name,
-                partitions=settings.partitions,
-                internal=True,
-                maxsize=PACKED_BUFFER,
-                schema=RawSchema(),
-            )
+            return buffered(name, PACKED_BUFFER, partitions=settings.partitions, internal=True)
         return app.topic(name, schema=RawSchema())
 
     # Chunked: committed by the checkpoint, not through Faust's acknowledgements.
-    source = app.topic(settings.input_topic, schema=RawSchema(), acks=False, maxsize=CHUNK_BUFFER)
+    source = buffered(settings.input_topic, CHUNK_BUFFER, acks=False)
     partials = topic(settings.partials_topic, internal=True)
     supply_topic = topic(settings.supply_topic, internal=True)
     # Declared so that Faust creates them when missing.
