@@ -266,7 +266,13 @@ class EnterpriseProcessor:
                 continue
             self._derive(eid, entry, out)
             if entry.reports:
-                keep_reports(entry.state, entry.reports, self.grace_days, entry.nr_before)
+                keep_reports(
+                    entry.state["r"],
+                    entry.reports,
+                    enterprise.newest_report_day(entry.state),
+                    self.grace_days,
+                    entry.nr_before,
+                )
             store.write(
                 self.state,
                 entry.partition,

@@ -70,17 +70,15 @@ def _unescape(held: str) -> str:
 
 
 def keep_reports(
-    state: dict[str, Any], changed: dict[int, list[Any]], grace: int, before: int
+    reports: Reports, changed: dict[int, list[Any]], newest: int, grace: int, before: int
 ) -> None:
-    """Store the ``changed`` report rows (``state["nr"]`` already counts them; it was
-    ``before`` until they came). Reports of days more than ``grace`` behind the newest are
-    settled: no report can correct them any more, so their identity is dropped, but their
-    figures stay, because a late registration may still move them to another district or
-    sector."""
-    reports: Reports = state["r"]
+    """Store the ``changed`` report rows in ``reports``. ``newest`` is the newest accepted
+    report day, counting them; it was ``before`` until they came. Reports of days more than
+    ``grace`` behind the newest are settled: no report can correct them any more, so their
+    identity is dropped, but their figures stay, because a late registration may still move
+    them to another district or sector."""
     for day, rep in changed.items():
         reports.set(day, pack_report(rep))
-    newest = int(state["nr"])
     if newest == before:
         return  # no day left the grace (an accepted report is never older than it)
     # Days before ``before - grace`` were settled when ``before`` came, and a report of this
