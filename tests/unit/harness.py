@@ -154,13 +154,13 @@ class Harness:
         for t in tables.values():
             t.data.clear()
             t.data.partitions.clear()
-        ent: list[tuple[bytes, bytes | None]] = []
+        ent: list[tuple[bytes, bytes | None, int]] = []
         for r in self.changelog:
             assert r.key is not None and r.partition is not None
             store = tables[r.topic].data
             store.place(r.key, r.partition)
             if r.topic == "ent-changelog":
-                ent.append((r.key, r.value))
+                ent.append((r.key, r.value, r.partition))
             elif r.value is None:
                 store.pop(r.key, None)
             else:

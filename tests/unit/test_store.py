@@ -135,3 +135,66 @@ def test_held_reports_escape_line_feeds_and_backslashes() -> None:
         held.set(737_000 + i, text)
     assert [held.get(737_000 + i) for i in range(len(texts))] == texts
     assert held.days() == [737_000 + i for i in range(len(texts))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 40), st.text(max_size=6)),
+        max_size=60,
+    ),
+    st.sampled_from([1, 30, 40_000]),
+)
+def test_held_reports_behave_as_a_dict_through_folds(
+    ops: list[tuple[int, int, str]], spread: int
+) -> None:
+    """Reports folded into the compressed part (a bitmap or a list of days indexes it) read
+    back as a plain dict of day -> text would, before and after their hot lines shadow them."""
+    from streams.enterprise.reports import Reports
+
+    held, model = Reports(), {}
+    for op, n, text in ops:
+        day = 730_000 + n * spread
+        if op == 3:
+            held.fold()
+            assert held.hot == ""
+        else:
+            held.set(day, text)
+            model[day] = text
+        again = Reports(held.hot, held.cold)  # as the store keeps it, opened anew
+        for reports in (held, again):
+            assert dict(reports.items()) == model
+            assert reports.days() == sorted(model) and len(reports) == len(model)
+            assert reports.get(day) == model.get(day)
+            assert reports.get(729_999) is None and reports.get(day + 1) == model.get(day + 1)
+
+
+def test_enterprises_of_partitions_no_longer_assigned_are_dropped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An enterprise's value carries its partition; the bookkeeping keys are placed as in
+    every grouped store."""
+    import orjson
+
+    from streams.enterprise import store as enterprise_store
+
+    enterprise_store.register()
+    app = faust.App("ent-store-moved", datadir=str(tmp_path))
+    table = app.Table(
+        "e", partitions=4, key_type=bytes, value_type=bytes, store=enterprise_store.URL
+    )
+    store = table.data
+    core = orjson.dumps({"prof": [], "st": [], "ap": {}, "seq": 1})
+    store.apply_changelog_batch(
+        [
+            _changelog(1, b"E1", core),
+            _changelog(2, b"E2", core),
+            _changelog(2, b"E2\x1e739940", b"r"),
+            _changelog(1, b"\x00clock1", b"739950"),
+            _changelog(2, b"\x00clock2", b"739950"),
+        ],
+        to_key=lambda k: k,
+        to_value=lambda v: v,
+    )
+    assert [store.partition_of(k) for k in (b"E1", b"E2", b"E2\x1e739940")] == [1, 2, 2]
+    assert store.groups == {b"\x00clock1": 1, b"\x00clock2": 2}
+    asyncio.run(store.on_recovery_completed({TP("e-changelog", 1)}, set()))
+    assert set(store.data) == {b"E1", b"\x00clock1"}
