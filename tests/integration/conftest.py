@@ -174,15 +174,24 @@ class Pipeline:
             consumer.close()
             admin.close()
 
-    def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll until ``check()``; fail with the workers' log tails at the deadline."""
+    def wait_for(
+        self,
+        check: Callable[[], bool],
+        timeout: float,
+        what: str,
+        detail: Callable[[], str] | None = None,
+    ) -> None:
+        """Poll until ``check()``; fail with ``detail()`` (what still differs) and the
+        workers' log tails at the deadline."""
         deadline = time.monotonic() + timeout
         while not check():
             for p in self.procs:
                 assert p.poll() is None, f"a pipeline process exited: {self.log_tail()}"
             if time.monotonic() > deadline:
+                differs = f"{detail()}\n" if detail is not None else ""
                 pytest.fail(
-                    f"timed out after {timeout:.0f} s waiting for {what}\n{self.log_tail()}"
+                    f"timed out after {timeout:.0f} s waiting for {what}\n{differs}"
+                    f"{self.log_tail()}"
                 )
             time.sleep(0.3)
 

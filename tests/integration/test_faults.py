@@ -62,7 +62,15 @@ def assert_exact(p: Any, raws: list[bytes], timeout: float = 600) -> None:
     p.wait_for(lambda: chain() == want_chain, 120, "supply_chain")
     rules = load_rules(p.settings.rules_path)
     want_alerts = expected_firing(want_rows, want_chain, rules)
-    p.wait_for(lambda: firing(client) == want_alerts, 120, "the alerts firing")
+
+    def alerts_differ() -> str:
+        got = firing(client)
+        return (
+            f"firing, not expected: {sorted(got - want_alerts)[:20]}\n"
+            f"expected, not firing: {sorted(want_alerts - got)[:20]}"
+        )
+
+    p.wait_for(lambda: firing(client) == want_alerts, 120, "the alerts firing", alerts_differ)
     # The transitions are well formed: every resolution resolves an alert that fired, on
     # that day or later.
     orphans = client.execute(
