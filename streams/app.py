@@ -25,6 +25,7 @@ from streams.alerts.rules import load_rules
 from streams.enterprise import store as enterprise_store
 from streams.enterprise.handler import EnterpriseProcessor
 from streams.metrics import WorkerMetrics, serve
+from streams.regions import store as region_store
 from streams.regions.handler import RegionProcessor
 from streams.runtime import internals, store
 from streams.runtime.checkpoint import Checkpoint
@@ -95,6 +96,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     internals.install()
     store.register()
     enterprise_store.register()
+    region_store.register()
     datadir = settings.state_dir.resolve() / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -173,7 +175,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         grace_days=settings.grace_days,
         supply=any(r.metric == "supplier_readiness" for r in rules),
     )
-    regions = RegionProcessor(topics, table("regions"), table("alerts"), rules, partitions=n)
+    regions = RegionProcessor(
+        topics, table("regions", region_store.URL), table("alerts"), rules, partitions=n
+    )
     supply = SupplyProcessor(topics, table("supply"), rules, partitions=n)
     if metrics is None:
         own = metrics = WorkerMetrics()

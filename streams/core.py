@@ -1,6 +1,7 @@
 """Pure shared vocabulary of the aggregation: days, region keys, scopes and metric rows.
 
-No Faust, Kafka or ClickHouse here (nor in streams.enterprise and streams.regions). Days are
+No Faust, Kafka or ClickHouse here (nor in the stages' logic: only their ``store`` modules
+adapt Faust's in-memory store). Days are
 ``date.toordinal()`` integers in the configured time zone; money is kept in integer fen (0.01
 CNY) so that sums, and their corrections, are exact.
 """
@@ -169,3 +170,18 @@ def metric_values(v: Sequence[int]) -> dict[str, int | float | None]:
 
 def _rate(num: int, den: int) -> float | None:
     return num / den if den else None
+
+
+def escape_line(text: str) -> str:
+    """``text`` without line feeds or "|", to be one field of a line of held values:
+    backslash, line feed and "|" become \\1, \\2 and \\3."""
+    if "\\" in text or "\n" in text or "|" in text:
+        return text.replace("\\", "\\1").replace("\n", "\\2").replace("|", "\\3")
+    return text
+
+
+def unescape_line(text: str) -> str:
+    """The text that ``escape_line`` gave ``text`` for."""
+    if "\\" in text:  # every backslash starts an escape
+        return text.replace("\\2", "\n").replace("\\3", "|").replace("\\1", "\\")
+    return text

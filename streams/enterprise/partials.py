@@ -6,9 +6,10 @@ the day after the last) and reports (on their day). The sums are never persisted
 derived from the enterprise table, and rebuilt from it when a partition is (re)assigned.
 
 A province holds cells for every district, scope and day, for every source partition: in
-memory they are blocks of ``BLOCK`` consecutive days, one int64 array per (district, scope,
-block), instead of a list of integer objects per cell. A block whose sums outgrow int64 (a
-sum of amounts above 9.2e18 fen) becomes a list of Python integers: nothing overflows.
+memory they are blocks of ``BLOCK`` consecutive days, one int32 array per (district, scope,
+block), instead of a list of integer objects per cell. A block whose sums outgrow int32 (an
+output sum above 21 M CNY, say) becomes an int64 array, and one that outgrows int64 (above
+9.2e18 fen) a list of Python integers: nothing overflows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from streams.wire import CELL, STARTS
 Cell = tuple[str, str, int]  # district key, scope, day
 BLOCK = 8  # days per block
 _SHIFT = 3  # log2(BLOCK)
-_ZEROS = array("q", bytes(8 * CELL * BLOCK))
+_ZEROS = array("i", bytes(4 * CELL * BLOCK))
 Block: TypeAlias = "array[int] | list[int]"  # BLOCK cells of CELL values, day by day
 
 
@@ -40,15 +41,17 @@ class Partials:
         v = sums.get(key)
         if v is None:
             v = sums[(self._names.setdefault(district, district), scope, key[2])] = array(
-                "q", _ZEROS
+                "i", _ZEROS
             )
         return v
 
     def _widen(self, sums: dict[Cell, Block], district: str, scope: str, day: int) -> Block:
-        """The block of ``day`` as a list of Python integers, from now on."""
+        """The block of ``day`` one step wider from now on: int32 to int64 to a list of
+        Python integers."""
         key = (district, scope, day >> _SHIFT)
-        v = sums[key] = list(sums[key])
-        return v
+        v = sums[key]
+        w = sums[key] = array("q", v) if isinstance(v, array) and v.typecode == "i" else list(v)
+        return w
 
     def drop(self, partition: int) -> None:
         self.sums.pop(partition, None)
@@ -88,11 +91,12 @@ class Partials:
         a, b, c, d, e = v[o] + n, v[o + status] + sign, v[o + 4] + opened, v[o + 5], v[o + STARTS]
         d += resolved
         e += starts
-        try:
-            v[o], v[o + status], v[o + 4], v[o + 5], v[o + STARTS] = a, b, c, d, e
-        except OverflowError:
-            v = self._widen(sums, district, scope, day)
-            v[o], v[o + status], v[o + 4], v[o + 5], v[o + STARTS] = a, b, c, d, e
+        while True:
+            try:
+                v[o], v[o + status], v[o + 4], v[o + 5], v[o + STARTS] = a, b, c, d, e
+                return
+            except OverflowError:
+                v = self._widen(sums, district, scope, day)
 
     def segments(self, partition: int, district: str, segs: list[list[Any]], sign: int) -> None:
         """Add (``sign`` 1) or subtract (-1) an enterprise's day segments in a district:
@@ -127,11 +131,12 @@ class Partials:
                 v[o + 3] + sign * output,
                 v[o + 4] + sign * capacity,
             )
-            try:
-                v[o], v[o + 1], v[o + 2], v[o + 3], v[o + 4] = r, s, e, out, cap
-            except OverflowError:
-                v = self._widen(sums, district, scope, day)
-                v[o], v[o + 1], v[o + 2], v[o + 3], v[o + 4] = r, s, e, out, cap
+            while True:
+                try:
+                    v[o], v[o + 1], v[o + 2], v[o + 3], v[o + 4] = r, s, e, out, cap
+                    break
+                except OverflowError:
+                    v = self._widen(sums, district, scope, day)
 
     def take(self) -> dict[int, dict[str, list[tuple[str, int, list[int]]]]]:
         """The touched cells' values per partition and district, and forget the touches.

@@ -9,7 +9,7 @@ from array import array
 from typing import Any
 
 from producers.events import DailyReport
-from streams.core import fen, identity, ts_us
+from streams.core import escape_line, fen, identity, ts_us, unescape_line
 
 # Reports held uncompressed before they are folded into the compressed part. A report of a
 # new day, the common case, is added there; a fold costs about as much as three such adds.
@@ -45,12 +45,12 @@ class Reports:
         line = _line(self.hot, marker)
         if line is None and self.cold and _has(self.cold, day):
             line = _line(self._opened(), marker)
-        return None if line is None else _unescape(line)
+        return None if line is None else unescape_line(line)
 
     def set(self, day: int, held: str) -> None:
         hot = self.hot
         marker = f"\n{day}|"
-        line = marker + _escape(held)
+        line = marker + escape_line(held)
         at = hot.find(marker)
         if at >= 0:
             end = hot.find("\n", at + len(marker))
@@ -83,7 +83,7 @@ class Reports:
     def items(self) -> list[tuple[int, str]]:
         lines = _lines(self._opened()) if self.cold else {}
         lines.update(_lines(self.hot))
-        return [(day, _unescape(lines[day])) for day in sorted(lines)]
+        return [(day, unescape_line(lines[day])) for day in sorted(lines)]
 
     def days(self) -> list[int]:
         days = set(_days(self.cold)) if self.cold else set()
@@ -161,19 +161,6 @@ def _count(cold: bytes) -> int:
         n = int.from_bytes(cold[5:7], "little")
         return int.from_bytes(cold[7 : 7 + n], "little").bit_count()
     return int.from_bytes(cold[1:5], "little")
-
-
-def _escape(held: str) -> str:
-    # Only an identity can hold either character (an event_id may be any text).
-    if "\\" in held or "\n" in held:
-        return held.replace("\\", "\\1").replace("\n", "\\2")
-    return held
-
-
-def _unescape(held: str) -> str:
-    if "\\" in held:  # every backslash starts an escape: \2 is a line feed, \1 itself
-        return held.replace("\\2", "\n").replace("\\1", "\\")
-    return held
 
 
 def keep_reports(

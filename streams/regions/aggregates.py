@@ -2,9 +2,10 @@
 
 DistrictAgg keeps, per district, the sums of the cells (``streams.wire``) of every source
 partition: replacing a partition's cell adds the difference between its new and old values.
-The cells themselves are held by the caller (the region table). RollupAgg keeps, per city or
-province, the latest row of each child district and their sums. Everything is integer
-arithmetic, so subtract-then-add is exact.
+The cells themselves are held by the caller (the region table). It also keeps each row as
+last emitted, which is what its city and province count: RollupAgg keeps, per city or
+province, only the sums of its districts' rows, and is told a row's old value when it
+changes. Everything is integer arithmetic, so subtract-then-add is exact.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class DistrictAgg:
         self.starts: dict[str, dict[int, int]] = {}
         # scope -> first day of the rows emitted so far (to retract rows that vanish)
         self.emitted: dict[str, int] = {}
-        # (scope, day) -> the values last emitted; unchanged rows are not sent again. Empty
-        # after a restart, so everything is sent once more then (idempotent downstream).
+        # (scope, day) -> the row's values as last emitted, and as its city and province
+        # count them; unchanged rows are not sent again. After a rebuild from the table: the
+        # rebuilt values (the rows downstream, as those are sent before the table's writes).
         self.sent: dict[tuple[str, int], tuple[int, ...]] = {}
 
     def apply(self, scope: str, day: int, old: list[int] | None, new: list[int]) -> None:
@@ -55,9 +57,15 @@ class DistrictAgg:
     def scopes(self) -> set[str]:
         return {s for s, starts in self.starts.items() if starts}
 
-    def mark_emitted(self) -> None:
-        """After a rebuild from the table: the rows in ClickHouse are those of this state."""
+    def mark_emitted(self, newest: int) -> Iterator[tuple[str, int, tuple[int, ...]]]:
+        """After a rebuild from the table: the rows downstream are those of this state, up
+        to ``newest``. Yields them (scope, day, values), for the parents to count."""
         self.emitted = {s: f for s in self.starts if (f := self.first(s)) is not None}
+        self.sent = {}
+        for scope, first in self.emitted.items():
+            for day, v in self.values(scope, first, newest):
+                self.sent[(scope, day)] = v
+                yield scope, day, v
 
     def values(self, scope: str, start: int, newest: int) -> Iterator[tuple[int, tuple[int, ...]]]:
         """(day, metric vector) of the scope for the days from ``start`` to ``newest``."""
@@ -75,27 +83,32 @@ class DistrictAgg:
             rep = reported.get(day)
             yield day, (*acc, *(rep or (0,) * REPORTED))
 
-    def rows(self, from_day: int, newest: int) -> Iterator[RegionRow]:
-        """Rows of every scope for the days from ``from_day`` to ``newest``, and retractions
-        (``RegionRow.deleted``) of rows that no longer exist because a scope now starts later
-        or has no member left."""
+    def rows(
+        self, from_day: int, newest: int
+    ) -> Iterator[tuple[RegionRow, tuple[int, ...] | None]]:
+        """Rows of every scope for the days from ``from_day`` to ``newest`` that changed,
+        and retractions (``RegionRow.deleted``) of rows that no longer exist because a scope
+        now starts later or has no member left; each with the values it had before (None:
+        it had none)."""
         for scope in sorted(self.starts.keys() | self.emitted.keys()):
             first = self.first(scope)
             before = self.emitted.get(scope)
             if before is not None and (first is None or first > before):
                 end = newest if first is None else min(first - 1, newest)
                 for day in range(before, end + 1):
-                    self.sent.pop((scope, day), None)
-                    yield RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True)
+                    old = self.sent.pop((scope, day), None)
+                    yield RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True), old
             if first is None:
                 self.emitted.pop(scope, None)
                 continue
             start = first if before is None or first < before else max(first, from_day)
             self.emitted[scope] = first
+            sent = self.sent
             for day, v in self.values(scope, start, newest):
-                if self.sent.get((scope, day)) != v:
-                    self.sent[(scope, day)] = v
-                    yield RegionRow(day, self.key, scope, v)
+                old = sent.get((scope, day))
+                if old != v:
+                    sent[(scope, day)] = v
+                    yield RegionRow(day, self.key, scope, v), old
 
 
 def _add(days: dict[int, Vec], day: int, delta: list[int]) -> None:
@@ -114,14 +127,14 @@ class RollupAgg:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.children: dict[tuple[str, int, str], tuple[int, ...]] = {}
         self.sums: dict[str, dict[int, Vec]] = {}  # scope -> day -> sum of the children's rows
         self.count: dict[tuple[int, str], int] = {}  # children with a row for (day, scope)
 
-    def replace(self, child: str, day: int, scope: str, v: tuple[int, ...] | None) -> bool:
-        """Set (or with None: remove) a child's row for (day, scope); True if it changed."""
-        k = (child, day, scope)
-        old = self.children.get(k)
+    def replace(
+        self, day: int, scope: str, old: tuple[int, ...] | None, v: tuple[int, ...] | None
+    ) -> bool:
+        """Replace a child's row for (day, scope), ``old`` (None: it had none) by ``v``
+        (None: it has none now); True if it changed."""
         if old == v:
             return False
         ds = (day, scope)
@@ -135,9 +148,6 @@ class RollupAgg:
             for j in range(WIDTH):
                 s[j] += v[j]
             self.count[ds] = self.count.get(ds, 0) + 1
-            self.children[k] = v
-        else:
-            self.children.pop(k, None)
         if not self.count.get(ds):
             self.count.pop(ds, None)
             del days[day]

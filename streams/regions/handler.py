@@ -11,13 +11,13 @@ from streams.alerts.handler import RegionAlerts, Series
 from streams.alerts.rules import Rule
 from streams.core import parents, region_key, split_region_key, stable_partition
 from streams.regions.aggregates import DistrictAgg, RollupAgg
+from streams.regions.store import CellState
 from streams.runtime.state import (
     KEY_SEP,
     META,
     Clocks,
     Out,
     Result,
-    TableState,
     Topics,
     Versions,
     pack,
@@ -45,7 +45,7 @@ class RegionProcessor:
         partitions: int,
     ) -> None:
         self.topics = topics
-        self.state = TableState(table)
+        self.state = CellState(table)
         self.alerts = RegionAlerts(topics, alert_table, rules)
         self.partitions = partitions
         self.built: set[int] = set()
@@ -104,16 +104,12 @@ class RegionProcessor:
         for key, agg in list(self.districts.items()):
             if self.home(key) != q:
                 continue
-            agg.mark_emitted()
-            city, province = parents(key)
-            for scope in agg.scopes():
-                review.add((key, scope))
-                first = agg.first(scope)
-                assert first is not None
-                for day, v in agg.values(scope, first, newest):
-                    day = self._day(day)  # noqa: PLW2901
-                    self._rollup(city).replace(key, day, scope, v)
-                    self._rollup(province).replace(key, day, scope, v)
+            city, province = self._rollup(parents(key)[0]), self._rollup(parents(key)[1])
+            review.update((key, scope) for scope in agg.scopes())
+            for scope, day, v in agg.mark_emitted(newest):
+                day = self._day(day)  # noqa: PLW2901
+                city.replace(day, scope, None, v)
+                province.replace(day, scope, None, v)
         for key, roll in self.rollups.items():
             if self.home(key) == q:
                 review.update((key, scope) for scope in roll.scopes())
@@ -172,13 +168,13 @@ class RegionProcessor:
             q = self.home(district)
             version = versions.of(q)
             city, province = parents(district)
-            for row in self.districts[district].rows(from_day, clocks.get(q)):
+            for row, was in self.districts[district].rows(from_day, clocks.get(q)):
                 out.append(Out(rows_topic, district.encode(), row.to_json(version), q))
                 review.add((district, row.scope))
                 v = None if row.deleted else row.v
                 day = self._day(row.day)
                 for parent in (city, province):
-                    if self._rollup(parent).replace(district, day, row.scope, v):
+                    if self._rollup(parent).replace(day, row.scope, was, v):
                         parents_changed[(parent, day, row.scope)] = q
         for (parent, day, scope), q in parents_changed.items():
             row = self.rollups[parent].row(day, scope)

@@ -166,7 +166,8 @@ def commit_hole(
 class Handler(Protocol):
     """What every stage gives the checkpoint: its table and its batch handler."""
 
-    state: TableState
+    @property
+    def state(self) -> TableState: ...
 
     def process(self, events: Sequence[Any]) -> Result: ...
 

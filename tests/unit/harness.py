@@ -15,6 +15,7 @@ from resumewatch.settings import Settings
 from streams.alerts.rules import Rule
 from streams.enterprise import store as enterprise_store
 from streams.enterprise.handler import EnterpriseProcessor
+from streams.regions import store as region_store
 from streams.regions.handler import RegionProcessor
 from streams.runtime.state import Out, Topics
 from streams.runtime.store import group_of
@@ -161,6 +162,8 @@ class Harness:
             store.place(r.key, r.partition)
             if r.topic == "ent-changelog":
                 ent.append((r.key, r.value, r.partition))
+            elif r.topic == "region-changelog":
+                region_store.apply(store, [(r.key, r.value)])
             elif r.value is None:
                 store.pop(r.key, None)
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from array import array
 from typing import Any
 
 import pytest
@@ -122,3 +123,16 @@ def test_sums_beyond_int64_stay_exact() -> None:
     assert all(not any(v) for _scope, _d, v in blocks.take()[0]["P\x1fC\x1fD"])
     assert not blocks.sums[0]
     assert BLOCK & (BLOCK - 1) == 0  # days map to blocks by shifting
+
+
+def test_blocks_start_as_int32_and_widen_one_step_at_a_time() -> None:
+    blocks = Partials()
+    day, district = 739_001, "P\x1fC\x1fD"
+    blocks.report(0, district, day, ["steel", 0, 1, 1, 500, 500], 1)
+    assert all(isinstance(v, array) and v.typecode == "i" for v in blocks.sums[0].values())
+    blocks.report(0, district, day, ["steel", 0, 1, 1, 2**31, 0], 1)  # beyond int32
+    assert all(isinstance(v, array) and v.typecode == "q" for v in blocks.sums[0].values())
+    blocks.report(0, district, day, ["steel", 0, 1, 1, 2**63, 0], 1)  # beyond int64
+    assert all(isinstance(v, list) for v in blocks.sums[0].values())
+    cells = {(scope, d): v for scope, d, v in blocks.take()[0][district]}
+    assert cells[(scopes("steel", 0)[0], day)][6:10] == [3, 3, 3, 500 + 2**31 + 2**63]

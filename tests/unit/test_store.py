@@ -198,3 +198,72 @@ def test_enterprises_of_partitions_no_longer_assigned_are_dropped(tmp_path) -> N
     assert store.groups == {b"\x00clock1": 1, b"\x00clock2": 2}
     asyncio.run(store.on_recovery_completed({TP("e-changelog", 1)}, set()))
     assert set(store.data) == {b"E1", b"\x00clock1"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"district\x1fP\x1fC\x1fD", b"district\x1fP\x1fC\x1fE"]),
+            st.integers(0, 3),
+            st.integers(739_000, 739_003),
+            st.sampled_from(["*\x1f0", "steel\x1f1", "a|b\x1f0", "b\x1f0", "x\\2\n\x1f1"]),
+            st.none() | st.binary(min_size=1, max_size=8).map(lambda b: b.hex().encode()),
+        ),
+        max_size=60,
+    )
+)
+def test_region_cells_behave_as_a_dict(
+    ops: list[tuple[bytes, int, int, str, bytes | None]],
+) -> None:
+    """Cells held as lines of one string per (district, partition, day) read back as
+    separate keys would, whatever their scope's text."""
+    from streams.regions.store import apply, cells, get_cell, put_cell
+
+    data: dict[bytes, object] = {b"\x00clock1": b"739001"}
+    model: dict[bytes, bytes] = {}
+    for district, partition, day, scope, raw in ops:
+        key = b"\x1e".join((district, str(partition).encode(), str(day).encode(), scope.encode()))
+        put_cell(data, key, raw)
+        if raw is None:
+            model.pop(key, None)
+        else:
+            model[key] = raw
+        assert get_cell(data, key) == raw
+    assert dict(cells(data)) == model
+    assert all(get_cell(data, k) == v for k, v in model.items())
+    again: dict[bytes, object] = {}
+    apply(again, [(b"\x00clock1", b"739001"), *model.items()])
+    assert dict(cells(again)) == model and again[b"\x00clock1"] == b"739001"
+
+
+def test_region_store_folds_cells_and_drops_moved_partitions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streams.regions import store as region_store
+    from streams.regions.store import RegionStore, get_cell
+
+    region_store.register()
+    app = faust.App("region-store-test", datadir=str(tmp_path))
+    table = app.Table("r", partitions=4, key_type=bytes, value_type=bytes, store=region_store.URL)
+    store = table.data
+    assert isinstance(store, RegionStore)
+    a, b = b"district\x1fP\x1fC\x1fA", b"district\x1fQ\x1fC\x1fB"
+    store.apply_changelog_batch(
+        [
+            _changelog(1, a + b"\x1e0\x1e739000\x1e*\x1f0", b"5,1,2"),
+            _changelog(1, a + b"\x1e0\x1e739000\x1esteel\x1f1", b"5,3,4"),
+            _changelog(1, a + b"\x1e0\x1e739000\x1e*\x1f0", b"6,1,3"),
+            _changelog(2, b + b"\x1e3\x1e739000\x1e*\x1f0", b"9,9,9"),
+            _changelog(2, b + b"\x1e3\x1e739000\x1e*\x1f0", None),
+            _changelog(2, b + b"\x1e3\x1e739001\x1e*\x1f0", b"9,9,8"),
+            _changelog(1, b"\x00clock1", b"739000"),
+        ],
+        to_key=lambda k: k,
+        to_value=lambda v: v,
+    )
+    assert get_cell(store.data, a + b"\x1e0\x1e739000\x1e*\x1f0") == b"6,1,3"
+    assert get_cell(store.data, a + b"\x1e0\x1e739000\x1esteel\x1f1") == b"5,3,4"
+    assert get_cell(store.data, b + b"\x1e3\x1e739000\x1e*\x1f0") is None
+    assert len(store.data) == 3  # A's cells of the day, B's of the next day, the clock
+    assert store.partition_of(b + b"\x1e3\x1e739001\x1e*\x1f0") == 2
+    asyncio.run(store.on_recovery_completed({TP("r-changelog", 1)}, set()))
+    assert set(store.data) == {a + b"\x1e0\x1e739000", b"\x00clock1"}
