@@ -10,6 +10,7 @@ changes. Everything is integer arithmetic, so subtract-then-add is exact.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 
 from streams.core import CARRIED, REPORTED, WIDTH, RegionRow
@@ -30,10 +31,11 @@ class DistrictAgg:
         self.starts: dict[str, dict[int, int]] = {}
         # scope -> first day of the rows emitted so far (to retract rows that vanish)
         self.emitted: dict[str, int] = {}
-        # (scope, day) -> the row's values as last emitted, and as its city and province
-        # count them; unchanged rows are not sent again. After a rebuild from the table: the
-        # rebuilt values (the rows downstream, as those are sent before the table's writes).
-        self.sent: dict[tuple[str, int], tuple[int, ...]] = {}
+        # scope -> day -> the row's values as last emitted, and as its city and province
+        # count them (``_pack``ed); unchanged rows are not sent again. After a rebuild from
+        # the table: the rebuilt values (the rows downstream, as those are sent before the
+        # table's writes).
+        self.sent: dict[str, dict[int, Packed]] = {}
 
     def apply(self, scope: str, day: int, old: list[int] | None, new: list[int]) -> None:
         """Replace a cell's values (``streams.wire``'s layout) ``old`` by ``new``."""
@@ -63,8 +65,9 @@ class DistrictAgg:
         self.emitted = {s: f for s in self.starts if (f := self.first(s)) is not None}
         self.sent = {}
         for scope, first in self.emitted.items():
+            sent = self.sent[scope] = {}
             for day, v in self.values(scope, first, newest):
-                self.sent[(scope, day)] = v
+                sent[day] = _pack(v)
                 yield scope, day, v
 
     def values(self, scope: str, start: int, newest: int) -> Iterator[tuple[int, tuple[int, ...]]]:
@@ -93,22 +96,46 @@ class DistrictAgg:
         for scope in sorted(self.starts.keys() | self.emitted.keys()):
             first = self.first(scope)
             before = self.emitted.get(scope)
+            sent = self.sent.setdefault(scope, {})
             if before is not None and (first is None or first > before):
                 end = newest if first is None else min(first - 1, newest)
                 for day in range(before, end + 1):
-                    old = self.sent.pop((scope, day), None)
-                    yield RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True), old
+                    old = sent.pop(day, None)
+                    row = RegionRow(day, self.key, scope, (0,) * WIDTH, deleted=True)
+                    yield row, None if old is None else _unpack(old)
             if first is None:
                 self.emitted.pop(scope, None)
+                self.sent.pop(scope, None)
                 continue
             start = first if before is None or first < before else max(first, from_day)
             self.emitted[scope] = first
-            sent = self.sent
             for day, v in self.values(scope, start, newest):
-                old = sent.get((scope, day))
-                if old != v:
-                    sent[(scope, day)] = v
-                    yield RegionRow(day, self.key, scope, v), old
+                old = sent.get(day)
+                packed = _pack(v)
+                if old != packed:
+                    sent[day] = packed
+                    yield RegionRow(day, self.key, scope, v), None if old is None else _unpack(old)
+
+
+# A row's values as ``DistrictAgg.sent`` holds them: an int32 array's bytes, an int64
+# array's when a value outgrows int32, the tuple itself beyond int64. Equal values always
+# pack alike, so packed values compare as the values do.
+Packed = bytes | tuple[int, ...]
+
+
+def _pack(v: tuple[int, ...]) -> Packed:
+    for code in "iq":
+        try:
+            return array(code, v).tobytes()
+        except OverflowError:
+            pass
+    return v
+
+
+def _unpack(p: Packed) -> tuple[int, ...]:
+    if isinstance(p, tuple):
+        return p
+    return tuple(array("i" if len(p) == 4 * WIDTH else "q", p))
 
 
 def _add(days: dict[int, Vec], day: int, delta: list[int]) -> None:
