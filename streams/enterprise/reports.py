@@ -11,8 +11,8 @@ from typing import Any
 from producers.events import DailyReport
 from streams.core import escape_line, fen, identity, ts_us, unescape_line
 
-# Reports held uncompressed before they are folded into the compressed part. A report of a
-# new day, the common case, is added there; a fold costs about as much as three such adds.
+# Reports held uncompressed before they are folded into the compressed part (a fold opens
+# and compresses all of them again). A report of a new day, the common case, is added there.
 HOT_MAX = 6
 # Raw deflate with a 2 KB window and little working memory: an enterprise's reports are a
 # few KB at most, and a default compressor allocates ~256 KB for each call.
@@ -26,11 +26,11 @@ class Reports:
     """An enterprise's held reports, one per day, as ``pack_report`` texts.
 
     The latest few (``hot``) are one string: per day a line feed, the day, "|" and the text
-    (a line feed or backslash in it escaped), so finding, replacing or adding one is a
-    search in the string. The others are the same lines compressed (``cold``), behind an
-    index of their days, so a report of a new day never opens them. An enterprise's reports
-    compress to about a quarter: at 1 M enterprises × 31 days that is the worker's memory.
-    A hot line shadows a cold line of the same day until the next fold.
+    (``streams.core.escape_line``), so finding, replacing or adding one is a search in the
+    string. The others are the same lines compressed (``cold``), behind an index of their
+    days, so a report of a new day never opens them: 31 days of the memory benchmark's
+    reports take 0.45 KB so instead of 1.7 KB. A hot line shadows a cold line of the same
+    day until the next fold.
     """
 
     __slots__ = ("hot", "cold", "_cold_text")

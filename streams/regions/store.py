@@ -2,12 +2,12 @@
 partition, day) in memory.
 
 A cell is a source partition's partial sums of one district, day and scope, and its key is
-``district<KEY_SEP>partition<KEY_SEP>day<KEY_SEP>scope``. A province-wide data set reaches
-millions of cells, and as separate keys and values each costs ~200 bytes beside its own
-~60. In memory the cells of a (district, partition, day) are therefore lines of one string,
-per scope a line feed, the scope (escaped), "|" and the cell; reading or replacing one is a
-search in that string. The changelog keeps one record per cell, so a changed cell still
-writes only itself.
+``district<KEY_SEP>partition<KEY_SEP>day<KEY_SEP>scope``. A large data set reaches millions
+of cells, and as a key and a value of their own they took about 180 bytes each in memory.
+The cells of a (district, partition, day) are therefore lines of one string, per scope a
+line feed, the scope (escaped), "|" and the cell (about 80 bytes a cell); reading or
+replacing one is a search in that string. The changelog keeps one record per cell, so a
+changed cell still writes only itself.
 """
 
 from __future__ import annotations
