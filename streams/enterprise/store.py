@@ -17,7 +17,7 @@ reports.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import orjson
@@ -170,18 +170,7 @@ class EnterpriseStore(GroupedStore):
         for key in gone:
             del data[key]
 
-    def apply_changelog_batch(
-        self,
-        batch: Iterable[Any],
-        to_key: Callable[[Any], Any],
-        to_value: Callable[[Any], Any],
-    ) -> None:
-        records = []
-        for event in batch:
-            key = to_key(event.key)
-            self.place(key, event.message.partition)
-            value = None if event.message.value is None else to_value(event.value)
-            records.append((key, value, event.message.partition))
+    def fold(self, records: list[tuple[bytes, Any, int]]) -> None:
         apply(self.data, records)
 
 

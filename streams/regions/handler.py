@@ -104,7 +104,8 @@ class RegionProcessor:
         for key, agg in list(self.districts.items()):
             if self.home(key) != q:
                 continue
-            city, province = self._rollup(parents(key)[0]), self._rollup(parents(key)[1])
+            city_key, province_key = parents(key)
+            city, province = self._rollup(city_key), self._rollup(province_key)
             review.update((key, scope) for scope in agg.scopes())
             for scope, day, v in agg.mark_emitted(newest):
                 day = self._day(day)  # noqa: PLW2901

@@ -12,7 +12,7 @@ changed cell still writes only itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 from faust.stores import STORES
@@ -119,19 +119,8 @@ class CellState(TableState):
 class RegionStore(GroupedStore):
     """``grouped://`` whose cell records are folded into one string per group of cells."""
 
-    def apply_changelog_batch(
-        self,
-        batch: Iterable[Any],
-        to_key: Callable[[Any], Any],
-        to_value: Callable[[Any], Any],
-    ) -> None:
-        records = []
-        for event in batch:
-            key = to_key(event.key)
-            self.place(key, event.message.partition)
-            value = None if event.message.value is None else to_value(event.value)
-            records.append((key, value))
-        apply(self.data, records)
+    def fold(self, records: list[tuple[bytes, Any, int]]) -> None:
+        apply(self.data, ((key, value) for key, value, _partition in records))
 
 
 def register() -> None:

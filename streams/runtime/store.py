@@ -47,14 +47,23 @@ class GroupedStore(memory.Store[bytes, bytes]):
         to_key: Callable[[Any], Any],
         to_value: Callable[[Any], Any],
     ) -> None:
-        data = self.data
+        records = []
         for event in batch:
             key = to_key(event.key)
             self.place(key, event.message.partition)
-            if event.message.value is None:
+            value = None if event.message.value is None else to_value(event.value)
+            records.append((key, value, event.message.partition))
+        self.fold(records)
+
+    def fold(self, records: list[tuple[bytes, Any, int]]) -> None:
+        """Apply changelog records (key, value or None for a deletion, partition), in their
+        order; a store that holds its keys in a shape of its own folds them into it."""
+        data = self.data
+        for key, value, _partition in records:
+            if value is None:
                 data.pop(key, None)
             else:
-                data[key] = to_value(event.value)
+                data[key] = value
 
     async def on_recovery_completed(self, active_tps: set[Any], standby_tps: set[Any]) -> None:
         partitions = {tp.partition for tp in active_tps}
